@@ -1,0 +1,2 @@
+//! The chatsync command.
+fn main() {}

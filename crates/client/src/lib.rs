@@ -1,0 +1,1 @@
+//! chatsync client library.
