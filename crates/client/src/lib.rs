@@ -16,6 +16,4 @@ pub mod core;
 pub mod model;
 pub mod store;
 
-pub use model::{
-    ConnectionState, Conversation, Failure, Item, Status, TimelineChange,
-};
+pub use model::{ConnectionState, Conversation, Failure, Item, Status, TimelineChange};

@@ -14,6 +14,9 @@ pub use sqlite::SqliteStore;
 use crate::model::{Conversation, Failure, Item, Status};
 use chatsync_protocol::{ConversationId, MemberMarks, MessageId, Seq};
 
+/// Meta key holding the last limits the server announced (JSON).
+pub const META_LIMITS: &str = "limits";
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
