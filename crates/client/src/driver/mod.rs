@@ -1,0 +1,470 @@
+//! The tokio driver: one task owning the syncer core, the store and the
+//! connection. It waits on an app command, a frame, a timer or a connection
+//! attempt; feeds the core; and applies the core's outputs in the order the
+//! core's calling contract demands. It makes no protocol decision itself.
+
+pub mod connection;
+
+use crate::core::{Event, Output, Syncer};
+use crate::error::ClientError;
+use crate::model::{ConnectionState, Conversation, Item, TimelineChange};
+use crate::store::{ClientStore, StoreOp};
+use chatsync_protocol::{
+    encode, ClientFrame, ConversationId, ConversationInfo, MessageId, Refusal, Seq,
+};
+use connection::{Welcome, Ws};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Send a keep-alive after this long without hearing from the server.
+const PING_AFTER: Duration = Duration::from_secs(10);
+/// Consider the connection dead after this long without hearing from it.
+const DEAD_AFTER: Duration = Duration::from_secs(30);
+
+type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+
+/// A request from the app to the driver task.
+pub(crate) enum Command {
+    Send {
+        conversation: ConversationId,
+        body: String,
+        reply: Reply<MessageId>,
+    },
+    Retry {
+        id: MessageId,
+        reply: Reply<()>,
+    },
+    Discard {
+        id: MessageId,
+        reply: Reply<()>,
+    },
+    Subscribe {
+        conversation: ConversationId,
+        limit: usize,
+        reply: Reply<(Vec<Item>, mpsc::UnboundedReceiver<TimelineChange>)>,
+    },
+    Page {
+        conversation: ConversationId,
+        before: Option<Seq>,
+        limit: usize,
+        reply: Reply<Vec<Item>>,
+    },
+    Item {
+        id: MessageId,
+        reply: Reply<Option<Item>>,
+    },
+    Conversations {
+        reply: Reply<Vec<Conversation>>,
+    },
+    CreateConversation {
+        title: String,
+        members: Vec<String>,
+        reply: Reply<ConversationInfo>,
+    },
+    Refresh {
+        reply: Reply<Vec<ConversationInfo>>,
+    },
+    ReconnectNow,
+    /// Drops the connection as if the network failed (tests, chaos).
+    DropConnection,
+}
+
+/// Everything the driver task owns.
+pub(crate) struct Driver<S: ClientStore> {
+    pub core: Syncer,
+    pub store: S,
+    pub server: String,
+    pub token: String,
+    pub commands: mpsc::Receiver<Command>,
+    pub events: broadcast::Sender<Event>,
+    pub state: watch::Sender<ConnectionState>,
+    pub subscribers: HashMap<ConversationId, Vec<mpsc::UnboundedSender<TimelineChange>>>,
+    pub answers: HashMap<u64, AnswerSlot>,
+    pub ws: Option<Ws>,
+    pub connecting: Option<JoinHandle<Result<(Ws, Welcome), ClientError>>>,
+    pub last_rx: Instant,
+    pub pinged: bool,
+}
+
+pub(crate) enum AnswerSlot {
+    Create(Reply<ConversationInfo>),
+    List(Reply<Vec<ConversationInfo>>),
+}
+
+/// Milliseconds since the Unix epoch on this device's clock.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl<S: ClientStore> Driver<S> {
+    /// Runs until every handle to the client is dropped or storage fails.
+    pub async fn run(mut self) {
+        if let Err(e) = self.flush().await {
+            tracing::error!("client storage failed, stopping: {e}");
+            return;
+        }
+        loop {
+            let deadline = self.core.poll_timeout();
+            let keepalive = self.ws.is_some().then(|| {
+                let after = if self.pinged { DEAD_AFTER } else { PING_AFTER };
+                self.last_rx + after
+            });
+            let wake = match (deadline, keepalive) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let step = tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => break,
+                },
+                frame = next_ws(&mut self.ws) => self.on_ws(frame).await,
+                done = join_connecting(&mut self.connecting) => self.on_connect_result(done).await,
+                _ = sleep_until(wake) => self.on_tick().await,
+            };
+            if let Err(e) = step {
+                tracing::error!("client storage failed, stopping: {e}");
+                break;
+            }
+        }
+        if let Some(mut ws) = self.ws.take() {
+            let _ = ws.close(None).await;
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) -> Result<(), ClientError> {
+        let now = Instant::now();
+        match cmd {
+            Command::Send {
+                conversation,
+                body,
+                reply,
+            } => {
+                let id = MessageId::new();
+                match self.core.send(now, conversation, body, id, now_ms()) {
+                    Ok(id) => {
+                        // The reply goes out once the insert is committed,
+                        // before anything is transmitted.
+                        let frames = self.apply_outputs()?;
+                        let _ = reply.send(Ok(id));
+                        let _ = self.transmit(frames).await;
+                        // (a broken connection is handled by the flush below)
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            Command::Retry { id, reply } => {
+                let r = self.core.retry(now, id).map_err(ClientError::from);
+                let _ = reply.send(r);
+            }
+            Command::Discard { id, reply } => {
+                let r = self.core.discard(id).map_err(ClientError::from);
+                let _ = reply.send(r);
+            }
+            Command::Subscribe {
+                conversation,
+                limit,
+                reply,
+            } => {
+                // Snapshot and registration happen in the same step of this
+                // task, so no change can fall between them.
+                let snapshot = self.store.timeline(conversation, None, limit);
+                match snapshot {
+                    Ok(items) => {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        self.subscribers.entry(conversation).or_default().push(tx);
+                        let _ = reply.send(Ok((items, rx)));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            Command::Page {
+                conversation,
+                before,
+                limit,
+                reply,
+            } => {
+                let r = self.store.timeline(conversation, before, limit);
+                let _ = reply.send(r.map_err(Into::into));
+            }
+            Command::Item { id, reply } => {
+                let _ = reply.send(self.store.item(id).map_err(Into::into));
+            }
+            Command::Conversations { reply } => {
+                let _ = reply.send(self.store.conversations().map_err(Into::into));
+            }
+            Command::CreateConversation {
+                title,
+                members,
+                reply,
+            } => match self.core.create_conversation(title, members) {
+                Ok(req) => {
+                    self.answers.insert(req, AnswerSlot::Create(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            Command::Refresh { reply } => match self.core.list_conversations() {
+                Ok(req) => {
+                    self.answers.insert(req, AnswerSlot::List(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            Command::ReconnectNow => self.core.reconnect_now(now),
+            Command::DropConnection => {
+                if let Some(mut ws) = self.ws.take() {
+                    let _ = ws.close(None).await;
+                    self.core.handle_disconnected(now);
+                }
+            }
+        }
+        self.flush().await
+    }
+
+    async fn on_ws(
+        &mut self,
+        frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Result<(), ClientError> {
+        let now = Instant::now();
+        self.last_rx = now;
+        self.pinged = false;
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                match chatsync_protocol::decode_server(text.as_str()) {
+                    Ok(frame) => self.core.handle_frame(now, frame),
+                    Err(e) => tracing::warn!("ignoring an undecodable frame from the server: {e}"),
+                }
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                self.ws = None;
+                self.core.handle_disconnected(now);
+            }
+            Some(Ok(_)) => {}
+        }
+        self.flush().await
+    }
+
+    async fn on_connect_result(
+        &mut self,
+        done: Result<Result<(Ws, Welcome), ClientError>, tokio::task::JoinError>,
+    ) -> Result<(), ClientError> {
+        self.connecting = None;
+        let now = Instant::now();
+        match done {
+            Ok(Ok((ws, welcome))) => {
+                self.ws = Some(ws);
+                self.last_rx = now;
+                self.pinged = false;
+                self.core.handle_connected(now, welcome.limits);
+            }
+            Ok(Err(ClientError::Refused(refusal))) => {
+                self.core.handle_frame(
+                    now,
+                    chatsync_protocol::ServerFrame::Error { req: None, refusal },
+                );
+                self.core.handle_disconnected(now);
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("connection attempt failed: {e}");
+                self.core.handle_disconnected(now);
+            }
+            Err(e) => {
+                tracing::warn!("connection task failed: {e}");
+                self.core.handle_disconnected(now);
+            }
+        }
+        self.flush().await
+    }
+
+    async fn on_tick(&mut self) -> Result<(), ClientError> {
+        let now = Instant::now();
+        if self.ws.is_some() {
+            let silent = now.saturating_duration_since(self.last_rx);
+            if silent >= DEAD_AFTER {
+                tracing::info!("no word from the server for {silent:?}; reconnecting");
+                self.ws = None;
+                self.core.handle_disconnected(now);
+            } else if silent >= PING_AFTER && !self.pinged {
+                self.pinged = true;
+                let nonce = now_ms() as u64;
+                let _ = self.transmit(vec![ClientFrame::Ping { nonce }]).await;
+            }
+        }
+        self.core.handle_timeout(now);
+        self.flush().await
+    }
+
+    /// Applies every pending output of the core, then transmits.
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        loop {
+            let frames = self.apply_outputs()?;
+            if frames.is_empty() || self.transmit(frames).await {
+                return Ok(());
+            }
+            // The connection broke while sending: apply the core's reaction.
+        }
+    }
+
+    /// Drains the core: store writes in one transaction, then timeline
+    /// changes and events. Returns the frames to transmit afterwards.
+    fn apply_outputs(&mut self) -> Result<Vec<ClientFrame>, ClientError> {
+        let mut ops: Vec<StoreOp> = Vec::new();
+        let mut frames = Vec::new();
+        let mut changes = Vec::new();
+        let mut events = Vec::new();
+        let mut connect = false;
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Store(op) => ops.push(op),
+                Output::Transmit(f) => frames.push(f),
+                Output::Timeline {
+                    conversation,
+                    change,
+                } => changes.push((conversation, change)),
+                Output::Connect => connect = true,
+                Output::Event(e) => events.push(e),
+            }
+        }
+        if !ops.is_empty() {
+            self.store.apply(&ops)?;
+        }
+        for (conversation, change) in changes {
+            if let Some(subs) = self.subscribers.get_mut(&conversation) {
+                subs.retain(|tx| tx.send(change.clone()).is_ok());
+            }
+        }
+        for e in events {
+            self.on_event(&e);
+            let _ = self.events.send(e);
+        }
+        if connect && self.connecting.is_none() {
+            let server = self.server.clone();
+            let token = self.token.clone();
+            self.connecting = Some(tokio::spawn(async move {
+                connection::connect(&server, &token).await
+            }));
+        }
+        Ok(frames)
+    }
+
+    fn on_event(&mut self, e: &Event) {
+        match e {
+            Event::Connection(state) => {
+                let _ = self.state.send(*state);
+            }
+            Event::Answer { req, result } => match self.answers.remove(req) {
+                Some(AnswerSlot::Create(reply)) => {
+                    let r = result
+                        .clone()
+                        .map_err(ClientError::Refused)
+                        .and_then(|mut list| {
+                            list.pop().ok_or_else(|| {
+                                ClientError::Protocol("empty conversation answer".into())
+                            })
+                        });
+                    let _ = reply.send(r);
+                }
+                Some(AnswerSlot::List(reply)) => {
+                    let _ = reply.send(result.clone().map_err(ClientError::Refused));
+                }
+                None => {}
+            },
+            Event::SessionRejected(refusal) => {
+                tracing::error!("the server rejected this session: {}", refusal.message);
+                let _ = self
+                    .state
+                    .send(ConnectionState::Reconnecting { in_ms: u64::MAX });
+                fail_answers(&mut self.answers, refusal);
+            }
+            Event::ConversationUpdated(_) => {}
+        }
+        if matches!(e, Event::Connection(ConnectionState::Reconnecting { .. })) {
+            // Requests of the lost connection will never be answered.
+            let lost = Refusal::transient(
+                chatsync_protocol::ErrorCode::Unavailable,
+                "the connection was lost before the server answered",
+                None,
+            );
+            fail_answers(&mut self.answers, &lost);
+        }
+    }
+
+    /// Sends frames in order; returns false when the connection broke.
+    async fn transmit(&mut self, frames: Vec<ClientFrame>) -> bool {
+        if frames.is_empty() {
+            return true;
+        }
+        let Some(ws) = self.ws.as_mut() else {
+            return true; // the core resends what matters after reconnecting
+        };
+        let mut result = Ok(());
+        for f in &frames {
+            result = ws.feed(Message::Text(encode(f).into())).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = ws.flush().await;
+        }
+        if let Err(e) = result {
+            tracing::debug!("connection lost while sending: {e}");
+            self.ws = None;
+            self.core.handle_disconnected(Instant::now());
+            return false;
+        }
+        true
+    }
+}
+
+fn fail_answers(answers: &mut HashMap<u64, AnswerSlot>, refusal: &Refusal) {
+    for (_, slot) in answers.drain() {
+        match slot {
+            AnswerSlot::Create(r) => {
+                let _ = r.send(Err(ClientError::Refused(refusal.clone())));
+            }
+            AnswerSlot::List(r) => {
+                let _ = r.send(Err(ClientError::Refused(refusal.clone())));
+            }
+        }
+    }
+}
+
+async fn next_ws(
+    ws: &mut Option<Ws>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(ws) => ws.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn join_connecting(
+    task: &mut Option<JoinHandle<Result<(Ws, Welcome), ClientError>>>,
+) -> Result<Result<(Ws, Welcome), ClientError>, tokio::task::JoinError> {
+    match task {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
