@@ -1,2 +1,88 @@
-//! The chatsync command.
-fn main() {}
+//! `chatsync`: the server, client commands for people and scripts, and the
+//! demo that replays real conversations through the syncer.
+
+mod commands;
+mod demo;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// chatsync: a message-sync engine for chat apps.
+#[derive(Parser)]
+#[command(name = "chatsync", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a client keeps its storage.
+#[derive(clap::Args, Clone)]
+pub struct ClientArgs {
+    /// Client data directory (its own SQLite file and session).
+    #[arg(long, env = "CHATSYNC_DATA", default_value = ".chatsync")]
+    pub data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server.
+    Server(commands::server::Args),
+    /// Create an account on a server.
+    Register(commands::account::RegisterArgs),
+    /// Log in and store the session in a client data directory.
+    Login(commands::account::LoginArgs),
+    /// Create a conversation with other accounts.
+    Create(commands::conversations::CreateArgs),
+    /// List this account's conversations.
+    Conversations(commands::conversations::ListArgs),
+    /// Send a message and follow its status until Success, Failed or a timeout.
+    Send(commands::send::Args),
+    /// Wait until every queued message of this device has left Sending.
+    Flush(commands::send::FlushArgs),
+    /// Print a conversation's history as stored on this device.
+    History(commands::tail::HistoryArgs),
+    /// Print incoming messages and status changes live.
+    Tail(commands::tail::Args),
+    /// Replay real conversations through a live server and many clients,
+    /// with a dropped connection and a server restart, then check the
+    /// invariants.
+    Demo(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_tracing(matches!(cli.command, Command::Server(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(a) => commands::server::run(a).await,
+            Command::Register(a) => commands::account::register(a).await,
+            Command::Login(a) => commands::account::login(a).await,
+            Command::Create(a) => commands::conversations::create(a).await,
+            Command::Conversations(a) => commands::conversations::list(a).await,
+            Command::Send(a) => commands::send::run(a).await,
+            Command::Flush(a) => commands::send::flush(a).await,
+            Command::History(a) => commands::tail::history(a).await,
+            Command::Tail(a) => commands::tail::run(a).await,
+            Command::Demo(a) => demo::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -286,6 +286,11 @@ impl Client {
         .await
     }
 
+    /// Ids of this device's messages still Sending, in send order.
+    pub async fn sending(&self) -> Result<Vec<MessageId>, ClientError> {
+        self.call(|reply| Command::Sending { reply }).await
+    }
+
     /// Events: connection changes, conversation updates.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()

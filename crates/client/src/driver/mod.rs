@@ -68,6 +68,9 @@ pub(crate) enum Command {
     Refresh {
         reply: Reply<Vec<ConversationInfo>>,
     },
+    Sending {
+        reply: Reply<Vec<MessageId>>,
+    },
     ReconnectNow,
     /// Drops the connection as if the network failed (tests, chaos).
     DropConnection,
@@ -224,6 +227,9 @@ impl<S: ClientStore> Driver<S> {
                     let _ = reply.send(Err(e.into()));
                 }
             },
+            Command::Sending { reply } => {
+                let _ = reply.send(Ok(self.core.sending()));
+            }
             Command::ReconnectNow => self.core.reconnect_now(now),
             Command::DropConnection => {
                 if let Some(mut ws) = self.ws.take() {

@@ -1,0 +1,171 @@
+//! `chatsync send` and `chatsync flush`.
+
+use super::{open_client, resolve_conversation};
+use crate::output::{glyph, name};
+use crate::ClientArgs;
+use anyhow::bail;
+use chatsync_client::{Status, TimelineChange};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Arguments of `send`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Conversation id or title.
+    conversation: String,
+    /// Message text; several are sent in order, pipelined.
+    #[arg(required = true)]
+    bodies: Vec<String>,
+    /// Stop following after this many seconds (the messages stay queued
+    /// and go out the next time this device runs a command).
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Stop following once this status is reached.
+    #[arg(long, value_enum, default_value_t = Until::Success)]
+    until: Until,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Arguments of `flush`.
+#[derive(clap::Args)]
+pub struct FlushArgs {
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// The status `send` waits for.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Return once the messages are stored locally (Sending).
+    Queued,
+    /// Wait for the server's acknowledgement (In-Flight).
+    InFlight,
+    /// Wait for delivery to every other member (Success).
+    Success,
+}
+
+impl Until {
+    fn reached(self, s: Status) -> bool {
+        match self {
+            Until::Queued => true,
+            Until::InFlight => s >= Status::InFlight,
+            Until::Success => s >= Status::Success,
+        }
+    }
+}
+
+/// Sends messages and prints each status change with elapsed time.
+pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let client = open_client(&a.client.data).await?;
+    let conv = resolve_conversation(&client, &a.conversation).await?;
+    let mut timeline = client.subscribe(conv, 1).await?;
+    let start = Instant::now();
+    let mut pending = std::collections::HashMap::new();
+    for body in &a.bodies {
+        let id = client.send(conv, body.clone()).await?;
+        println!(
+            "{id} {} {} +{:.1}ms",
+            glyph(Status::Sending),
+            name(Status::Sending),
+            ms(start)
+        );
+        pending.insert(id, Status::Sending);
+    }
+    if a.until == Until::Queued {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(a.timeout);
+    let mut failed = false;
+    while pending
+        .values()
+        .any(|s| !a.until.reached(*s) && *s != Status::Failed)
+    {
+        let change = match tokio::time::timeout_at(deadline, timeline.changes.recv()).await {
+            Ok(Some(c)) => c,
+            Ok(None) => bail!("the client stopped unexpectedly"),
+            Err(_) => {
+                for (id, s) in &pending {
+                    if !a.until.reached(*s) && *s != Status::Failed {
+                        eprintln!(
+                            "{id} still {} after {}s; it stays queued on this device and goes out by itself the next time it runs",
+                            name(*s),
+                            a.timeout
+                        );
+                    }
+                }
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let (id, status, failure) = match change {
+            TimelineChange::Upserted(item) => (item.id, item.status, item.failure),
+            TimelineChange::StatusChanged {
+                id,
+                status,
+                failure,
+            } => (id, status, failure),
+            TimelineChange::Removed(_) => continue,
+        };
+        let Some(known) = pending.get_mut(&id) else {
+            continue;
+        };
+        if status == *known {
+            continue;
+        }
+        *known = status;
+        match failure {
+            Some(f) if status == Status::Failed => {
+                failed = true;
+                println!(
+                    "{id} {} {} +{:.1}ms: {} ({:?}{})",
+                    glyph(status),
+                    name(status),
+                    ms(start),
+                    f.message,
+                    f.code,
+                    if f.retryable { ", retryable" } else { "" }
+                );
+            }
+            _ => println!(
+                "{id} {} {} +{:.1}ms",
+                glyph(status),
+                name(status),
+                ms(start)
+            ),
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Waits until no message of this device is Sending any more.
+pub async fn flush(a: FlushArgs) -> anyhow::Result<ExitCode> {
+    let client = open_client(&a.client.data).await?;
+    let deadline = Instant::now() + Duration::from_secs_f64(a.timeout);
+    loop {
+        let sending = client.sending().await?;
+        if sending.is_empty() {
+            println!("nothing left in Sending");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "{} messages still Sending after {}s",
+                sending.len(),
+                a.timeout
+            );
+            return Ok(ExitCode::from(2));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}

@@ -1,0 +1,95 @@
+//! `chatsync server`.
+
+use anyhow::Context;
+use chatsync_protocol::Limits;
+use chatsync_server::ServerConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Arguments of `server`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "CHATSYNC_LISTEN", default_value = "127.0.0.1:7878")]
+    listen: String,
+    /// Directory holding the server's database.
+    #[arg(
+        long,
+        env = "CHATSYNC_SERVER_DATA",
+        default_value = "chatsync-server-data"
+    )]
+    data: PathBuf,
+    /// Largest message body, in UTF-8 bytes.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Sustained sends per second allowed per connection.
+    #[arg(long, default_value_t = Limits::default().rate_per_sec)]
+    rate: u32,
+    /// Sends allowed in a burst above the sustained rate.
+    #[arg(long, default_value_t = Limits::default().rate_burst)]
+    burst: u32,
+    /// Seconds a new connection has to authenticate.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Seconds of silence after which a connection is closed.
+    #[arg(long, default_value_t = 120)]
+    idle_timeout: u64,
+    /// Most simultaneous connections per account.
+    #[arg(long, default_value_t = 16)]
+    max_connections_per_user: usize,
+}
+
+/// Runs a server until Ctrl-C or SIGTERM.
+pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let addr = listener.local_addr()?;
+    let limits = Limits {
+        max_body_bytes: a.max_body_bytes,
+        rate_per_sec: a.rate,
+        rate_burst: a.burst,
+        ..Limits::default()
+    };
+    println!(
+        "chatsync server listening on ws://{addr}{} with data in {} (max body {} bytes, {} sends/s per connection)",
+        chatsync_protocol::WS_PATH,
+        a.data.display(),
+        limits.max_body_bytes,
+        limits.rate_per_sec
+    );
+    let config = ServerConfig {
+        data_dir: a.data,
+        limits,
+        handshake_timeout: Duration::from_secs(a.handshake_timeout),
+        idle_timeout: Duration::from_secs(a.idle_timeout),
+        max_connections_per_user: a.max_connections_per_user,
+    };
+    chatsync_server::serve(listener, config, shutdown_signal()).await?;
+    println!("chatsync server stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,34 @@
+//! Logging set-up and the way statuses are printed.
+
+use chatsync_client::Status;
+
+/// Logs go to stderr; `RUST_LOG` overrides the default level.
+pub fn init_tracing(verbose: bool) {
+    let default = if verbose { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The terminal glyph of a status.
+pub fn glyph(status: Status) -> &'static str {
+    match status {
+        Status::Sending => "◌",
+        Status::InFlight => "✓",
+        Status::Success => "✓✓",
+        Status::Failed => "!",
+    }
+}
+
+/// The name of a status, as scripts see it.
+pub fn name(status: Status) -> &'static str {
+    match status {
+        Status::Sending => "sending",
+        Status::InFlight => "in-flight",
+        Status::Success => "success",
+        Status::Failed => "failed",
+    }
+}
