@@ -1,1 +1,151 @@
-//! chatsync server.
+//! chatsync server: accepts WebSocket connections speaking the chatsync
+//! protocol, stores messages durably, and fans them out.
+//!
+//! # Shape
+//!
+//! ```text
+//! connection (reader ─► ordered responder ─► writer)   gateway/
+//!      │ submit write                 ▲ push
+//!      ▼                              │
+//! group committer thread ── apply_batch (1 txn, 1 fsync) ── store/ (SQLite)
+//!      │ after commit
+//!      └─► fan-out hub (non-blocking, drops slow consumers)  fanout.rs
+//! ```
+//!
+//! - Every write of messages and delivery marks goes through one thread,
+//!   [`commit`], which commits whatever is queued in a single transaction
+//!   and only then answers. An `ack` therefore always means "on disk".
+//! - Each connection handles its frames strictly in order but does not wait
+//!   for one commit before reading the next frame: answers are queued in
+//!   order and sent as their commits complete (pipelining).
+//! - Deduplication is on (sender, message id), for as long as the message
+//!   exists: a resend gets the original `ack`.
+//!
+//! # Using it
+//!
+//! Bind a listener and pass it to [`serve`] with a shutdown future; the
+//! call returns once the future resolved, every connection is closed and
+//! every accepted write is committed.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), chatsync_server::ServerError> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let config = chatsync_server::ServerConfig {
+//!     data_dir: "data".into(),
+//!     ..Default::default()
+//! };
+//! chatsync_server::serve(listener, config, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+
+pub mod auth;
+pub mod commit;
+mod error;
+pub mod fanout;
+mod gateway;
+pub mod store;
+
+pub use error::ServerError;
+pub use store::{ServerStore, SqliteStore};
+
+use chatsync_protocol::Limits;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Name of the database file inside the data directory.
+pub const DATABASE_FILE: &str = "chatsync.sqlite3";
+
+/// How long shutdown waits for connections to deliver pending answers.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Directory holding the database; created if missing.
+    pub data_dir: PathBuf,
+    /// Limits enforced and announced in `welcome`.
+    pub limits: Limits,
+    /// A connection that has not authenticated with `hello` within this
+    /// time gets an error and is closed.
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most simultaneous connections one account may have.
+    pub max_connections_per_user: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("chatsync-data"),
+            limits: Limits::default(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections_per_user: 16,
+        }
+    }
+}
+
+/// Opens (creating if needed) the SQLite store in `data_dir`.
+pub fn open_store(data_dir: &Path) -> Result<SqliteStore, ServerError> {
+    std::fs::create_dir_all(data_dir)?;
+    SqliteStore::open(&data_dir.join(DATABASE_FILE))
+}
+
+/// Serves on `listener` with the SQLite store in `config.data_dir` until
+/// `shutdown` resolves. See [`serve_with_store`].
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&dir)).await??;
+    serve_with_store(listener, config, Arc::new(store), shutdown).await
+}
+
+/// Serves on `listener` with any store until `shutdown` resolves.
+///
+/// Shutdown: stop accepting; tell every connection to finish (each sends
+/// the answers still pending, then an `unavailable` error and a close);
+/// wait for them (at most a grace period); then stop the committer after it
+/// committed everything submitted. `config.data_dir` is not used.
+pub async fn serve_with_store(
+    listener: TcpListener,
+    config: ServerConfig,
+    store: Arc<dyn ServerStore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = gateway::AppState::new(config, store, stop_rx)?;
+    let app = gateway::router(state.clone());
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "chatsync server listening");
+    }
+    let stop_signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stop_signal)
+        .await;
+    // Upgraded WebSocket connections live outside axum's bookkeeping; wait
+    // for them here.
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.tracker.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close within the grace period");
+    }
+    state.committer.stop().await?;
+    served?;
+    tracing::info!("server stopped");
+    Ok(())
+}

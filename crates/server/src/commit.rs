@@ -1,0 +1,224 @@
+//! The group committer: one thread owns every write of messages and marks.
+//!
+//! Writers submit a [`WriteOp`] and get a oneshot for its outcome. The thread
+//! takes everything queued (up to [`MAX_BATCH`]), applies it with ONE
+//! [`ServerStore::apply_batch`] call — one transaction, one fsync — and only
+//! then answers each submitter. Under load many messages share one fsync,
+//! which is where the server's throughput comes from; under no load a single
+//! message is committed at once, with no added wait.
+//!
+//! The channel is FIFO and the batch is applied in order, so the order of
+//! submission is the order of sequence numbers. A connection that submits its
+//! sends one after another therefore gets its messages stored in that order,
+//! without waiting for each commit.
+
+use crate::store::{ServerStore, WriteOp, WriteOutcome};
+use crate::ServerError;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most writes committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// Submissions waiting for the thread; submitters wait (backpressure) when full.
+const QUEUE: usize = 8192;
+
+/// What a submitter eventually learns.
+pub type CommitResult = Result<WriteOutcome, ServerError>;
+
+enum Msg<C> {
+    Write {
+        op: WriteOp,
+        ctx: C,
+        reply: Option<oneshot::Sender<CommitResult>>,
+    },
+    Stop,
+}
+
+/// Handle to the committer thread. `C` is caller context carried with each
+/// write to the `on_commit` hook (the gateway uses it to fan out).
+pub struct Committer<C> {
+    tx: mpsc::Sender<Msg<C>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<C: Send + 'static> Committer<C> {
+    /// Starts the thread. `on_commit` runs on it for every write, after the
+    /// batch is durable and before its submitter is answered; it must not
+    /// block (the gateway only does non-blocking channel sends there).
+    pub fn start<F>(store: Arc<dyn ServerStore>, on_commit: F) -> Result<Self, ServerError>
+    where
+        F: FnMut(&WriteOp, &WriteOutcome, &C) + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("chatsync-committer".into())
+            .spawn(move || run(store, rx, on_commit))?;
+        Ok(Committer {
+            tx,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues a write; the returned receiver yields its outcome once the
+    /// batch containing it is committed. Waits only if the queue is full.
+    pub async fn submit(
+        &self,
+        op: WriteOp,
+        ctx: C,
+    ) -> Result<oneshot::Receiver<CommitResult>, ServerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Write {
+                op,
+                ctx,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| ServerError::CommitterStopped)?;
+        Ok(rx)
+    }
+
+    /// Queues a write whose outcome nobody awaits (the hook still runs).
+    pub async fn submit_detached(&self, op: WriteOp, ctx: C) -> Result<(), ServerError> {
+        self.tx
+            .send(Msg::Write {
+                op,
+                ctx,
+                reply: None,
+            })
+            .await
+            .map_err(|_| ServerError::CommitterStopped)
+    }
+
+    /// Commits everything submitted so far, refuses later submissions, and
+    /// waits for the thread to end.
+    pub async fn stop(&self) -> Result<(), ServerError> {
+        // If the thread is already gone the send fails; joining still works.
+        let _ = self.tx.send(Msg::Stop).await;
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await?
+                .map_err(|_| ServerError::Task("the committer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+}
+
+fn run<C, F>(store: Arc<dyn ServerStore>, mut rx: mpsc::Receiver<Msg<C>>, mut on_commit: F)
+where
+    F: FnMut(&WriteOp, &WriteOutcome, &C),
+{
+    let mut ops = Vec::with_capacity(MAX_BATCH);
+    let mut waiters = Vec::with_capacity(MAX_BATCH);
+    // After Stop the channel is closed: blocking_recv still yields what was
+    // queued before, then None, so nothing submitted is dropped.
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Write { op, ctx, reply } => {
+                    ops.push(op);
+                    waiters.push((ctx, reply));
+                }
+                Msg::Stop => rx.close(),
+            }
+            if ops.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if ops.is_empty() {
+            continue;
+        }
+        let result = store.apply_batch(&ops);
+        match result {
+            Ok(outcomes) if outcomes.len() == ops.len() => {
+                for ((op, outcome), (ctx, reply)) in
+                    ops.iter().zip(&outcomes).zip(waiters.drain(..))
+                {
+                    on_commit(op, outcome, &ctx);
+                    if let Some(reply) = reply {
+                        // The submitter may be gone (connection closed); the
+                        // write stands and a resend will be deduplicated.
+                        let _ = reply.send(Ok(*outcome));
+                    }
+                }
+            }
+            Ok(outcomes) => {
+                tracing::error!(
+                    ops = ops.len(),
+                    outcomes = outcomes.len(),
+                    "store returned the wrong number of outcomes"
+                );
+                fail_all(&mut waiters, "store returned the wrong number of outcomes");
+            }
+            Err(e) => {
+                tracing::error!(ops = ops.len(), error = %e, "batch commit failed");
+                fail_all(&mut waiters, &e.to_string());
+            }
+        }
+        ops.clear();
+        waiters.clear();
+    }
+    tracing::debug!("committer stopped");
+}
+
+fn fail_all<C>(waiters: &mut Vec<(C, Option<oneshot::Sender<CommitResult>>)>, why: &str) {
+    for (_, reply) in waiters.drain(..) {
+        if let Some(reply) = reply {
+            let _ = reply.send(Err(ServerError::BatchFailed(why.to_owned())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::SqliteStore;
+    use chatsync_protocol::{MessageId, Seq};
+
+    #[tokio::test]
+    async fn submissions_are_committed_in_order_and_hook_sees_each() {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let a = store.create_account("a", "h").unwrap();
+        let c = store.create_conversation("t", &[a]).unwrap().id;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let committer = Committer::start(store.clone(), move |_op, outcome, ctx: &u32| {
+            if let WriteOutcome::Appended(ap) = outcome {
+                seen2.lock().unwrap().push((*ctx, ap.seq));
+            }
+        })
+        .unwrap();
+        let mut pending = Vec::new();
+        for i in 0..100u32 {
+            let op = WriteOp::Append {
+                sender: a,
+                id: MessageId::new(),
+                conversation: c,
+                body: i.to_string(),
+            };
+            pending.push(committer.submit(op, i).await.unwrap());
+        }
+        for (i, rx) in pending.into_iter().enumerate() {
+            match rx.await.unwrap().unwrap() {
+                WriteOutcome::Appended(ap) => assert_eq!(ap.seq, Seq(i as u64 + 1)),
+                other => panic!("{other:?}"),
+            }
+        }
+        committer.stop().await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 100);
+        let late = WriteOp::Delivered {
+            conversation: c,
+            user: a,
+            seq: Seq(1),
+        };
+        assert!(matches!(
+            committer.submit(late, 0).await,
+            Err(ServerError::CommitterStopped)
+        ));
+    }
+}

@@ -1,0 +1,468 @@
+//! What each client frame does. Handlers only see typed frames; answers go
+//! through the connection's ordered reply queue.
+
+use super::connection::{Authed, Conn, Flow, CLOSE_POLICY};
+use super::members::Membership;
+use super::CommitCtx;
+use crate::fanout::{Subscriber, TooManyConnections};
+use crate::store::{WriteOp, WriteOutcome};
+use crate::{auth, ServerError};
+use axum::extract::ws::Utf8Bytes;
+use chatsync_protocol::{
+    check_body, encode, ClientFrame, ConversationId, ErrorCode, MessageId, Refusal, Seq,
+    ServerFrame, UserId, PROTOCOL_VERSION,
+};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// An error frame answering `req`, logging internal failures (the client
+/// only learns that something went wrong).
+fn failure(req: Option<u64>, e: &ServerError) -> ServerFrame {
+    let refusal = e.refusal();
+    if refusal.code == ErrorCode::Internal {
+        tracing::error!(error = %e, "request failed");
+    }
+    ServerFrame::Error { req, refusal }
+}
+
+fn error(req: Option<u64>, code: ErrorCode, message: impl Into<String>) -> ServerFrame {
+    ServerFrame::Error {
+        req,
+        refusal: Refusal::permanent(code, message),
+    }
+}
+
+fn refused(id: MessageId, refusal: Refusal) -> ServerFrame {
+    ServerFrame::Refused { id, refusal }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The `req` of a request frame, so even a refusal can be correlated.
+fn request_id(frame: &ClientFrame) -> Option<u64> {
+    match frame {
+        ClientFrame::Register { req, .. }
+        | ClientFrame::Login { req, .. }
+        | ClientFrame::Sync { req, .. }
+        | ClientFrame::CreateConversation { req, .. }
+        | ClientFrame::ListConversations { req } => Some(*req),
+        ClientFrame::Hello { .. }
+        | ClientFrame::Send { .. }
+        | ClientFrame::Received { .. }
+        | ClientFrame::Ping { .. } => None,
+    }
+}
+
+impl Conn {
+    /// Handles one frame, in arrival order.
+    pub(super) async fn handle(&mut self, frame: ClientFrame) -> Flow {
+        match frame {
+            ClientFrame::Ping { nonce } => self.reply(ServerFrame::Pong { nonce }).await,
+            ClientFrame::Register {
+                req,
+                username,
+                password,
+            } => {
+                let store = self.state.store.clone();
+                // Lazy: runs when the responder reaches it, so a pipelined
+                // login after it sees the account.
+                self.later(async move {
+                    Some(match auth::register(store, username, password).await {
+                        Ok(user) => ServerFrame::Registered { req, user },
+                        Err(e) => failure(Some(req), &e),
+                    })
+                })
+                .await
+            }
+            ClientFrame::Login {
+                req,
+                username,
+                password,
+                device_name,
+            } => {
+                let store = self.state.store.clone();
+                self.later(async move {
+                    Some(
+                        match auth::login(store, username, password, device_name).await {
+                            Ok(ok) => ServerFrame::LoggedIn {
+                                req,
+                                user: ok.user,
+                                device: ok.device,
+                                token: ok.token,
+                            },
+                            Err(e) => failure(Some(req), &e),
+                        },
+                    )
+                })
+                .await
+            }
+            ClientFrame::Hello { version, token } => self.hello(version, token).await,
+            frame => match self.auth.clone() {
+                None => {
+                    let req = request_id(&frame);
+                    self.reply(error(
+                        req,
+                        ErrorCode::NotAuthenticated,
+                        "send hello with a session token first",
+                    ))
+                    .await
+                }
+                Some(me) => self.handle_authenticated(me, frame).await,
+            },
+        }
+    }
+
+    async fn handle_authenticated(&mut self, me: Authed, frame: ClientFrame) -> Flow {
+        match frame {
+            ClientFrame::Send {
+                id,
+                conversation,
+                body,
+            } => self.send(me, id, conversation, body).await,
+            ClientFrame::Received { conversation, seq } => {
+                self.received(me, conversation, seq).await
+            }
+            ClientFrame::Sync {
+                req,
+                conversation,
+                after,
+                limit,
+            } => self.sync(me, req, conversation, after, limit).await,
+            ClientFrame::CreateConversation {
+                req,
+                title,
+                members,
+            } => self.create_conversation(me, req, title, members).await,
+            ClientFrame::ListConversations { req } => {
+                let store = self.state.store.clone();
+                self.later(async move {
+                    let listed =
+                        tokio::task::spawn_blocking(move || store.conversations_of(me.user)).await;
+                    Some(match listed.map_err(ServerError::from).and_then(|r| r) {
+                        Ok(conversations) => ServerFrame::Conversations { req, conversations },
+                        Err(e) => failure(Some(req), &e),
+                    })
+                })
+                .await
+            }
+            // Handled before authentication is looked at.
+            ClientFrame::Ping { .. }
+            | ClientFrame::Register { .. }
+            | ClientFrame::Login { .. }
+            | ClientFrame::Hello { .. } => Flow::Continue,
+        }
+    }
+
+    async fn hello(&mut self, version: u32, token: String) -> Flow {
+        if self.auth.is_some() {
+            return self
+                .reply(error(
+                    None,
+                    ErrorCode::Malformed,
+                    "this connection is already authenticated",
+                ))
+                .await;
+        }
+        if version != PROTOCOL_VERSION {
+            let refusal = Refusal::permanent(
+                ErrorCode::UnsupportedVersion,
+                format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+            );
+            return self
+                .fatal(refusal, CLOSE_POLICY, "unsupported protocol version")
+                .await;
+        }
+        let session = match auth::authenticate(self.state.store.clone(), token).await {
+            Ok(Some(session)) => session,
+            Ok(None) => {
+                tracing::info!(conn = self.id.0, "hello with an unknown token");
+                let refusal =
+                    Refusal::permanent(ErrorCode::Unauthorized, "unknown or revoked session token");
+                return self.fatal(refusal, CLOSE_POLICY, "unauthorized").await;
+            }
+            Err(e) => {
+                tracing::error!(conn = self.id.0, error = %e, "authentication failed");
+                return self
+                    .fatal(e.refusal(), CLOSE_POLICY, "authentication failed")
+                    .await;
+            }
+        };
+        let sub = Subscriber {
+            conn: self.id,
+            tx: self.out.clone(),
+            kick: self.kick.clone(),
+        };
+        match self.state.hub.attach(session.user, sub) {
+            Ok(attachment) => self.attachment = Some(attachment),
+            Err(TooManyConnections) => {
+                let max = self.state.config.max_connections_per_user;
+                let refusal = Refusal::transient(
+                    ErrorCode::Unavailable,
+                    format!("this account already has the maximum of {max} open connections"),
+                    Some(5000),
+                );
+                return self
+                    .fatal(refusal, CLOSE_POLICY, "too many connections")
+                    .await;
+            }
+        }
+        let me = Authed {
+            user: session.user,
+            username: Arc::from(session.username.as_str()),
+            device: session.device,
+        };
+        tracing::debug!(conn = self.id.0, user = %me.user, device = %me.device, "authenticated");
+        let welcome = ServerFrame::Welcome {
+            version: PROTOCOL_VERSION,
+            user: me.user,
+            username: session.username,
+            device: me.device,
+            limits: self.state.config.limits.clone(),
+            server_time: now_ms(),
+        };
+        self.auth = Some(me);
+        self.reply(welcome).await
+    }
+
+    /// Checks a send in the documented order (membership, body, rate),
+    /// submits it to the committer and queues its pending answer without
+    /// waiting for the commit.
+    async fn send(
+        &mut self,
+        me: Authed,
+        id: MessageId,
+        conversation: ConversationId,
+        body: String,
+    ) -> Flow {
+        let state = &self.state;
+        match state
+            .members
+            .check(&state.store, conversation, me.user)
+            .await
+        {
+            Ok(Membership::Member) => {}
+            Ok(Membership::NotMember) => {
+                let refusal = Refusal::permanent(
+                    ErrorCode::NotMember,
+                    "you are not a member of this conversation",
+                );
+                return self.reply(refused(id, refusal)).await;
+            }
+            Ok(Membership::Unknown) => {
+                let refusal =
+                    Refusal::permanent(ErrorCode::UnknownConversation, "no such conversation");
+                return self.reply(refused(id, refusal)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "membership check failed");
+                return self.reply(refused(id, e.refusal())).await;
+            }
+        }
+        if let Err((code, message)) = check_body(&body, &state.config.limits) {
+            return self
+                .reply(refused(id, Refusal::permanent(code, message)))
+                .await;
+        }
+        if let Err(wait_ms) = self.gate.admit(id, Instant::now()) {
+            let refusal = Refusal::transient(
+                ErrorCode::RateLimited,
+                "too many messages; resend this one first, after the wait",
+                Some(wait_ms),
+            );
+            return self.reply(refused(id, refusal)).await;
+        }
+        let op = WriteOp::Append {
+            sender: me.user,
+            id,
+            conversation,
+            body,
+        };
+        let ctx = CommitCtx {
+            origin: self.id,
+            username: me.username,
+        };
+        let pending = match state.committer.submit(op, ctx).await {
+            Ok(pending) => pending,
+            Err(e) => return self.reply(refused(id, e.refusal())).await,
+        };
+        self.later(async move {
+            let frame = match pending.await {
+                Ok(Ok(WriteOutcome::Appended(a))) => ServerFrame::Ack {
+                    id,
+                    conversation: a.conversation,
+                    seq: a.seq,
+                    server_ts: a.server_ts,
+                },
+                Ok(Ok(WriteOutcome::Rejected(code))) => {
+                    refused(id, Refusal::permanent(code, "the message was not stored"))
+                }
+                Ok(Ok(WriteOutcome::Delivered { .. })) => {
+                    tracing::error!("committer answered a send with a delivery outcome");
+                    refused(id, ServerError::Task("mismatched outcome".into()).refusal())
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "commit failed");
+                    refused(id, e.refusal())
+                }
+                Err(_) => refused(id, ServerError::CommitterStopped.refusal()),
+            };
+            Some(frame)
+        })
+        .await
+    }
+
+    async fn received(&mut self, me: Authed, conversation: ConversationId, seq: Seq) -> Flow {
+        let state = &self.state;
+        match state
+            .members
+            .check(&state.store, conversation, me.user)
+            .await
+        {
+            Ok(Membership::Member) => {
+                let op = WriteOp::Delivered {
+                    conversation,
+                    user: me.user,
+                    seq,
+                };
+                let ctx = CommitCtx {
+                    origin: self.id,
+                    username: me.username,
+                };
+                // No answer: a moved mark is published to every member by
+                // the committer's hook. If the server is stopping the report
+                // is lost, and the client repeats it on its next connection.
+                if let Err(e) = state.committer.submit_detached(op, ctx).await {
+                    tracing::debug!(error = %e, "delivery report dropped");
+                }
+                Flow::Continue
+            }
+            Ok(Membership::NotMember) => {
+                self.reply(error(
+                    None,
+                    ErrorCode::NotMember,
+                    "you are not a member of this conversation",
+                ))
+                .await
+            }
+            Ok(Membership::Unknown) => {
+                self.reply(error(
+                    None,
+                    ErrorCode::UnknownConversation,
+                    "no such conversation",
+                ))
+                .await
+            }
+            Err(e) => self.reply(failure(None, &e)).await,
+        }
+    }
+
+    async fn sync(
+        &mut self,
+        me: Authed,
+        req: u64,
+        conversation: ConversationId,
+        after: Seq,
+        limit: u32,
+    ) -> Flow {
+        let (store, members) = (self.state.store.clone(), self.state.members.clone());
+        let limit = limit.min(self.state.config.limits.max_page);
+        // Lazy, so a sync pipelined after sends sees them committed.
+        self.later(async move {
+            match members.check(&store, conversation, me.user).await {
+                Ok(Membership::Member) => {}
+                Ok(Membership::NotMember) => {
+                    return Some(error(
+                        Some(req),
+                        ErrorCode::NotMember,
+                        "you are not a member of this conversation",
+                    ))
+                }
+                Ok(Membership::Unknown) => {
+                    return Some(error(
+                        Some(req),
+                        ErrorCode::UnknownConversation,
+                        "no such conversation",
+                    ))
+                }
+                Err(e) => return Some(failure(Some(req), &e)),
+            }
+            let read =
+                tokio::task::spawn_blocking(move || store.page(conversation, after, limit)).await;
+            Some(match read.map_err(ServerError::from).and_then(|r| r) {
+                Ok(Some(page)) => ServerFrame::Batch {
+                    req,
+                    conversation,
+                    messages: page.messages,
+                    members: page.members,
+                    last_seq: page.last_seq,
+                },
+                Ok(None) => error(
+                    Some(req),
+                    ErrorCode::UnknownConversation,
+                    "no such conversation",
+                ),
+                Err(e) => failure(Some(req), &e),
+            })
+        })
+        .await
+    }
+
+    async fn create_conversation(
+        &mut self,
+        me: Authed,
+        req: u64,
+        title: String,
+        names: Vec<String>,
+    ) -> Flow {
+        let state = self.state.clone();
+        let origin = self.id;
+        self.later(async move {
+            let store = state.store.clone();
+            let resolved = tokio::task::spawn_blocking(move || {
+                let mut ids: Vec<UserId> = vec![me.user];
+                for name in &names {
+                    match store.account_by_name(name)? {
+                        Some(account) => {
+                            if !ids.contains(&account.id) {
+                                ids.push(account.id);
+                            }
+                        }
+                        None => return Ok(Err(name.clone())),
+                    }
+                }
+                let info = store.create_conversation(&title, &ids)?;
+                Ok::<_, ServerError>(Ok((info, ids)))
+            })
+            .await;
+            let (info, ids) = match resolved.map_err(ServerError::from).and_then(|r| r) {
+                Ok(Ok(created)) => created,
+                Ok(Err(unknown)) => {
+                    return Some(error(
+                        Some(req),
+                        ErrorCode::UnknownUser,
+                        format!("no account is named {unknown:?}"),
+                    ))
+                }
+                Err(e) => return Some(failure(Some(req), &e)),
+            };
+            state.members.insert(info.id, ids.clone().into());
+            let push = ServerFrame::Conversation {
+                req: None,
+                conversation: info.clone(),
+            };
+            state
+                .hub
+                .publish(&ids, Some(origin), &Utf8Bytes::from(encode(&push)));
+            Some(ServerFrame::Conversation {
+                req: Some(req),
+                conversation: info,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,746 @@
+//! SQLite implementation of [`ServerStore`].
+//!
+//! One writer connection behind a mutex (SQLite allows one writer anyway, and
+//! the group committer is its main user) and a few read-only connections, so
+//! that reads in WAL mode never wait for a write. `synchronous=FULL` makes
+//! every commit fsync the WAL: an acknowledgement means the message is on disk.
+
+use super::{Account, Appended, Page, ServerStore, SessionRecord, WriteOp, WriteOutcome};
+use crate::ServerError;
+use chatsync_protocol::{
+    ConversationId, ConversationInfo, DeviceId, ErrorCode, MemberMarks, MessageId, Seq, UserId,
+    WireMessage,
+};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Numbered migrations. Never edit a released one; append a new one.
+/// `PRAGMA user_version` records how many have been applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    r#"
+    CREATE TABLE accounts (
+        id            BLOB PRIMARY KEY,
+        username      TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_ms    INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash  BLOB PRIMARY KEY,
+        device      BLOB NOT NULL UNIQUE,
+        user        BLOB NOT NULL REFERENCES accounts(id),
+        device_name TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL
+    );
+    CREATE TABLE conversations (
+        id         BLOB PRIMARY KEY,
+        title      TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_seq   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE members (
+        conversation BLOB NOT NULL REFERENCES conversations(id),
+        user         BLOB NOT NULL REFERENCES accounts(id),
+        delivered    INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (conversation, user)
+    ) WITHOUT ROWID;
+    CREATE INDEX members_by_user ON members(user);
+    CREATE TABLE messages (
+        conversation BLOB NOT NULL REFERENCES conversations(id),
+        seq          INTEGER NOT NULL,
+        sender       BLOB NOT NULL REFERENCES accounts(id),
+        id           BLOB NOT NULL,
+        body         TEXT NOT NULL,
+        server_ts    INTEGER NOT NULL,
+        PRIMARY KEY (conversation, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX messages_dedup ON messages(sender, id);
+    "#,
+];
+
+/// Read-only connections opened next to the writer on a file database.
+const READERS: usize = 2;
+
+/// The SQLite store. See the module docs.
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    /// Empty for an in-memory database, whose contents only the writer
+    /// connection can see; reads then share the writer.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and brings its
+    /// schema up to date.
+    pub fn open(path: &Path) -> Result<Self, ServerError> {
+        let mut writer = Connection::open(path)?;
+        configure(&writer)?;
+        // WAL lets readers proceed during a write; FULL fsyncs each commit.
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        migrate(&mut writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            configure(&reader)?;
+            readers.push(Mutex::new(reader));
+        }
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// A fresh private in-memory database, for tests.
+    pub fn open_in_memory() -> Result<Self, ServerError> {
+        let mut writer = Connection::open_in_memory()?;
+        configure(&writer)?;
+        migrate(&mut writer)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers: Vec::new(),
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    fn write_conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no open transaction behind
+        // (rusqlite rolls back on drop), so a poisoned lock is still usable.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_conn(&self) -> MutexGuard<'_, Connection> {
+        if self.readers.is_empty() {
+            return self.write_conn();
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(guard) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return guard;
+            }
+        }
+        self.readers[start % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), ServerError> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Applies the missing migrations in one transaction, so a crash leaves
+/// the schema either before or after, never half-way.
+fn migrate(conn: &mut Connection) -> Result<(), ServerError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(ServerError::SchemaTooNew {
+            found: current,
+            supported: known,
+        });
+    }
+    for sql in MIGRATIONS.iter().skip(current as usize) {
+        tx.execute_batch(sql)?;
+    }
+    // PRAGMA does not take parameters; `known` is a constant we computed.
+    tx.pragma_update(None, "user_version", known)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn seq_of(v: i64) -> Seq {
+    Seq(u64::try_from(v).unwrap_or(0))
+}
+
+fn seq_sql(s: Seq) -> i64 {
+    i64::try_from(s.0).unwrap_or(i64::MAX)
+}
+
+fn uuid_at(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
+    let bytes: [u8; 16] = row.get(idx)?;
+    Ok(Uuid::from_bytes(bytes))
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn read_members(
+    conn: &Connection,
+    conversation: ConversationId,
+) -> rusqlite::Result<Vec<MemberMarks>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.user, a.username, m.delivered FROM members m
+         JOIN accounts a ON a.id = m.user
+         WHERE m.conversation = ?1 ORDER BY a.username",
+    )?;
+    let rows = stmt.query_map(params![conversation.0.as_bytes()], |r| {
+        Ok(MemberMarks {
+            user: UserId(uuid_at(r, 0)?),
+            username: r.get(1)?,
+            delivered: seq_of(r.get(2)?),
+        })
+    })?;
+    rows.collect()
+}
+
+fn read_conversation(
+    conn: &Connection,
+    id: ConversationId,
+) -> rusqlite::Result<Option<ConversationInfo>> {
+    let head: Option<(String, i64)> = conn
+        .prepare_cached("SELECT title, last_seq FROM conversations WHERE id = ?1")?
+        .query_row(params![id.0.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((title, last_seq)) = head else {
+        return Ok(None);
+    };
+    Ok(Some(ConversationInfo {
+        id,
+        title,
+        members: read_members(conn, id)?,
+        last_seq: seq_of(last_seq),
+    }))
+}
+
+fn read_last_seq(conn: &Connection, id: ConversationId) -> rusqlite::Result<Option<Seq>> {
+    conn.prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
+        .query_row(params![id.0.as_bytes()], |r| r.get(0).map(seq_of))
+        .optional()
+}
+
+fn read_messages(
+    conn: &Connection,
+    conversation: ConversationId,
+    after: Seq,
+    limit: u32,
+) -> rusqlite::Result<Vec<WireMessage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.seq, m.sender, a.username, m.id, m.body, m.server_ts FROM messages m
+         JOIN accounts a ON a.id = m.sender
+         WHERE m.conversation = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![conversation.0.as_bytes(), seq_sql(after), i64::from(limit)],
+        |r| {
+            Ok(WireMessage {
+                id: MessageId(uuid_at(r, 3)?),
+                conversation,
+                seq: seq_of(r.get(0)?),
+                sender: UserId(uuid_at(r, 1)?),
+                sender_name: r.get(2)?,
+                body: r.get(4)?,
+                server_ts: r.get(5)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+fn apply_one(
+    tx: &rusqlite::Transaction<'_>,
+    op: &WriteOp,
+    now: i64,
+) -> rusqlite::Result<WriteOutcome> {
+    match op {
+        WriteOp::Append {
+            sender,
+            id,
+            conversation,
+            body,
+        } => {
+            // The dedup lookup sees earlier writes of the same batch too,
+            // since they are in this transaction.
+            let existing: Option<(Uuid, i64, i64)> = tx
+                .prepare_cached(
+                    "SELECT conversation, seq, server_ts FROM messages WHERE sender = ?1 AND id = ?2",
+                )?
+                .query_row(params![sender.0.as_bytes(), id.0.as_bytes()], |r| {
+                    Ok((uuid_at(r, 0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            if let Some((conv, seq, ts)) = existing {
+                return Ok(WriteOutcome::Appended(Appended {
+                    conversation: ConversationId(conv),
+                    seq: seq_of(seq),
+                    server_ts: ts,
+                    duplicate: true,
+                }));
+            }
+            let Some(last) = read_last_seq(tx, *conversation)? else {
+                return Ok(WriteOutcome::Rejected(ErrorCode::UnknownConversation));
+            };
+            let seq = last.next();
+            tx.prepare_cached(
+                "INSERT INTO messages (conversation, seq, sender, id, body, server_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                conversation.0.as_bytes(),
+                seq_sql(seq),
+                sender.0.as_bytes(),
+                id.0.as_bytes(),
+                body,
+                now
+            ])?;
+            tx.prepare_cached("UPDATE conversations SET last_seq = ?2 WHERE id = ?1")?
+                .execute(params![conversation.0.as_bytes(), seq_sql(seq)])?;
+            Ok(WriteOutcome::Appended(Appended {
+                conversation: *conversation,
+                seq,
+                server_ts: now,
+                duplicate: false,
+            }))
+        }
+        WriteOp::Delivered {
+            conversation,
+            user,
+            seq,
+        } => {
+            let Some(last) = read_last_seq(tx, *conversation)? else {
+                return Ok(WriteOutcome::Rejected(ErrorCode::UnknownConversation));
+            };
+            let old: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT delivered FROM members WHERE conversation = ?1 AND user = ?2",
+                )?
+                .query_row(params![conversation.0.as_bytes(), user.0.as_bytes()], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(old) = old.map(seq_of) else {
+                return Ok(WriteOutcome::Rejected(ErrorCode::NotMember));
+            };
+            // A client cannot claim messages that do not exist yet, and a
+            // late or repeated report never moves the mark back.
+            let new = old.max((*seq).min(last));
+            if new != old {
+                tx.prepare_cached(
+                    "UPDATE members SET delivered = ?3 WHERE conversation = ?1 AND user = ?2",
+                )?
+                .execute(params![
+                    conversation.0.as_bytes(),
+                    user.0.as_bytes(),
+                    seq_sql(new)
+                ])?;
+            }
+            Ok(WriteOutcome::Delivered {
+                delivered: new,
+                changed: new != old,
+            })
+        }
+    }
+}
+
+impl ServerStore for SqliteStore {
+    fn create_account(&self, username: &str, password_hash: &str) -> Result<UserId, ServerError> {
+        let id = UserId::new();
+        let conn = self.write_conn();
+        match conn.execute(
+            "INSERT INTO accounts (id, username, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![id.0.as_bytes(), username, password_hash, now_ms()],
+        ) {
+            Ok(_) => Ok(id),
+            Err(e) if is_unique_violation(&e) => Err(ServerError::UsernameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn account_by_name(&self, username: &str) -> Result<Option<Account>, ServerError> {
+        let conn = self.read_conn();
+        let account = conn
+            .prepare_cached("SELECT id, username, password_hash FROM accounts WHERE username = ?1")?
+            .query_row(params![username], |r| {
+                Ok(Account {
+                    id: UserId(uuid_at(r, 0)?),
+                    username: r.get(1)?,
+                    password_hash: r.get(2)?,
+                })
+            })
+            .optional()?;
+        Ok(account)
+    }
+
+    fn create_session(
+        &self,
+        user: UserId,
+        device_name: &str,
+        token_hash: &[u8; 32],
+    ) -> Result<DeviceId, ServerError> {
+        let device = DeviceId::new();
+        self.write_conn().execute(
+            "INSERT INTO sessions (token_hash, device, user, device_name, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                token_hash,
+                device.0.as_bytes(),
+                user.0.as_bytes(),
+                device_name,
+                now_ms()
+            ],
+        )?;
+        Ok(device)
+    }
+
+    fn session_by_token_hash(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<SessionRecord>, ServerError> {
+        let conn = self.read_conn();
+        let session = conn
+            .prepare_cached(
+                "SELECT s.device, s.user, a.username, s.token_hash FROM sessions s
+                 JOIN accounts a ON a.id = s.user WHERE s.token_hash = ?1",
+            )?
+            .query_row(params![token_hash], |r| {
+                Ok(SessionRecord {
+                    device: DeviceId(uuid_at(r, 0)?),
+                    user: UserId(uuid_at(r, 1)?),
+                    username: r.get(2)?,
+                    token_hash: r.get(3)?,
+                })
+            })
+            .optional()?;
+        Ok(session)
+    }
+
+    fn create_conversation(
+        &self,
+        title: &str,
+        members: &[UserId],
+    ) -> Result<ConversationInfo, ServerError> {
+        let id = ConversationId::new();
+        let mut conn = self.write_conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO conversations (id, title, created_ms, last_seq) VALUES (?1, ?2, ?3, 0)",
+            params![id.0.as_bytes(), title, now_ms()],
+        )?;
+        {
+            let mut add = tx.prepare_cached(
+                "INSERT OR IGNORE INTO members (conversation, user, delivered) VALUES (?1, ?2, 0)",
+            )?;
+            for member in members {
+                add.execute(params![id.0.as_bytes(), member.0.as_bytes()])?;
+            }
+        }
+        let info = read_conversation(&tx, id)?
+            .ok_or_else(|| ServerError::Corrupt("conversation vanished while created".into()))?;
+        tx.commit()?;
+        Ok(info)
+    }
+
+    fn conversations_of(&self, user: UserId) -> Result<Vec<ConversationInfo>, ServerError> {
+        let mut conn = self.read_conn();
+        let tx = conn.transaction()?;
+        let ids: Vec<Uuid> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT c.id FROM conversations c JOIN members m ON m.conversation = c.id
+                 WHERE m.user = ?1 ORDER BY c.created_ms, c.id",
+            )?;
+            let rows = stmt.query_map(params![user.0.as_bytes()], |r| uuid_at(r, 0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(info) = read_conversation(&tx, ConversationId(id))? {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    fn members(&self, conversation: ConversationId) -> Result<Option<Vec<UserId>>, ServerError> {
+        let mut conn = self.read_conn();
+        let tx = conn.transaction()?;
+        if read_last_seq(&tx, conversation)?.is_none() {
+            return Ok(None);
+        }
+        let mut stmt = tx.prepare_cached("SELECT user FROM members WHERE conversation = ?1")?;
+        let rows = stmt.query_map(params![conversation.0.as_bytes()], |r| {
+            uuid_at(r, 0).map(UserId)
+        })?;
+        Ok(Some(rows.collect::<rusqlite::Result<_>>()?))
+    }
+
+    fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, ServerError> {
+        let mut conn = self.write_conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            outcomes.push(apply_one(&tx, op, now)?);
+        }
+        // The one fsync of the batch happens here; until it returns, no
+        // outcome leaves this function, so no ack precedes durability.
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    fn messages_after(
+        &self,
+        conversation: ConversationId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<WireMessage>, ServerError> {
+        Ok(read_messages(
+            &self.read_conn(),
+            conversation,
+            after,
+            limit,
+        )?)
+    }
+
+    fn marks(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<(Vec<MemberMarks>, Seq)>, ServerError> {
+        let mut conn = self.read_conn();
+        let tx = conn.transaction()?;
+        let Some(last) = read_last_seq(&tx, conversation)? else {
+            return Ok(None);
+        };
+        Ok(Some((read_members(&tx, conversation)?, last)))
+    }
+
+    fn page(
+        &self,
+        conversation: ConversationId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Option<Page>, ServerError> {
+        let mut conn = self.read_conn();
+        // One read transaction: messages, marks and last_seq from the same
+        // snapshot, so last_seq is never behind the page.
+        let tx = conn.transaction()?;
+        let Some(last_seq) = read_last_seq(&tx, conversation)? else {
+            return Ok(None);
+        };
+        let messages = read_messages(&tx, conversation, after, limit)?;
+        let members = read_members(&tx, conversation)?;
+        Ok(Some(Page {
+            messages,
+            members,
+            last_seq,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn store_with_pair() -> (SqliteStore, UserId, UserId, ConversationId) {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let a = store.create_account("alice", "h").unwrap();
+        let b = store.create_account("bob", "h").unwrap();
+        let conv = store.create_conversation("t", &[a, b]).unwrap();
+        (store, a, b, conv.id)
+    }
+
+    fn append(sender: UserId, id: MessageId, conversation: ConversationId, body: &str) -> WriteOp {
+        WriteOp::Append {
+            sender,
+            id,
+            conversation,
+            body: body.into(),
+        }
+    }
+
+    fn appended(o: &WriteOutcome) -> Appended {
+        match o {
+            WriteOutcome::Appended(a) => *a,
+            other => panic!("expected appended, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn username_is_unique() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.create_account("alice", "h").unwrap();
+        assert!(matches!(
+            store.create_account("alice", "h2"),
+            Err(ServerError::UsernameTaken)
+        ));
+    }
+
+    #[test]
+    fn seqs_are_consecutive_per_conversation() {
+        let (store, a, b, c1) = store_with_pair();
+        let c2 = store.create_conversation("other", &[a]).unwrap().id;
+        let ops = vec![
+            append(a, MessageId::new(), c1, "1"),
+            append(b, MessageId::new(), c1, "2"),
+            append(a, MessageId::new(), c2, "x"),
+            append(a, MessageId::new(), c1, "3"),
+        ];
+        let out = store.apply_batch(&ops).unwrap();
+        let seqs: Vec<u64> = out.iter().map(|o| appended(o).seq.0).collect();
+        assert_eq!(seqs, vec![1, 2, 1, 3]);
+        let more = store
+            .apply_batch(&[append(b, MessageId::new(), c1, "4")])
+            .unwrap();
+        assert_eq!(appended(&more[0]).seq, Seq(4));
+        let msgs = store.messages_after(c1, Seq(1), 10).unwrap();
+        assert_eq!(
+            msgs.iter().map(|m| m.seq.0).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
+        assert_eq!(msgs[0].sender_name, "bob");
+        assert_eq!(msgs[0].body, "2");
+    }
+
+    #[test]
+    fn duplicates_get_the_original_ack() {
+        let (store, a, b, c) = store_with_pair();
+        let id = MessageId::new();
+        let first = appended(&store.apply_batch(&[append(a, id, c, "hi")]).unwrap()[0]);
+        assert!(!first.duplicate);
+        // In the same batch as other writes, and much later.
+        let out = store
+            .apply_batch(&[
+                append(a, MessageId::new(), c, "other"),
+                append(a, id, c, "changed body"),
+                append(a, id, c, "again"),
+            ])
+            .unwrap();
+        let dup = appended(&out[1]);
+        assert!(dup.duplicate);
+        assert_eq!((dup.seq, dup.server_ts), (first.seq, first.server_ts));
+        assert!(appended(&out[2]).duplicate);
+        // The same id from another sender is another message.
+        let other = appended(&store.apply_batch(&[append(b, id, c, "bob's")]).unwrap()[0]);
+        assert!(!other.duplicate);
+        assert_eq!(other.seq, Seq(3));
+        let all = store.messages_after(c, Seq::ZERO, 100).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].body, "hi");
+    }
+
+    #[test]
+    fn unknown_conversation_is_rejected_without_failing_the_batch() {
+        let (store, a, _, c) = store_with_pair();
+        let out = store
+            .apply_batch(&[
+                append(a, MessageId::new(), ConversationId::new(), "x"),
+                append(a, MessageId::new(), c, "y"),
+            ])
+            .unwrap();
+        assert_eq!(
+            out[0],
+            WriteOutcome::Rejected(ErrorCode::UnknownConversation)
+        );
+        assert_eq!(appended(&out[1]).seq, Seq(1));
+    }
+
+    #[test]
+    fn delivered_only_moves_forward_and_is_clamped() {
+        let (store, a, b, c) = store_with_pair();
+        let ops: Vec<_> = (0..3)
+            .map(|i| append(a, MessageId::new(), c, &i.to_string()))
+            .collect();
+        store.apply_batch(&ops).unwrap();
+        let d = |seq| WriteOp::Delivered {
+            conversation: c,
+            user: b,
+            seq: Seq(seq),
+        };
+        let out = store.apply_batch(&[d(2), d(1), d(99), d(3)]).unwrap();
+        assert_eq!(
+            out,
+            vec![
+                WriteOutcome::Delivered {
+                    delivered: Seq(2),
+                    changed: true
+                },
+                WriteOutcome::Delivered {
+                    delivered: Seq(2),
+                    changed: false
+                },
+                WriteOutcome::Delivered {
+                    delivered: Seq(3),
+                    changed: true
+                },
+                WriteOutcome::Delivered {
+                    delivered: Seq(3),
+                    changed: false
+                },
+            ]
+        );
+        let outsider = store.create_account("carol", "h").unwrap();
+        let out = store
+            .apply_batch(&[WriteOp::Delivered {
+                conversation: c,
+                user: outsider,
+                seq: Seq(1),
+            }])
+            .unwrap();
+        assert_eq!(out[0], WriteOutcome::Rejected(ErrorCode::NotMember));
+        let (marks, last) = store.marks(c).unwrap().unwrap();
+        assert_eq!(last, Seq(3));
+        let bob = marks.iter().find(|m| m.user == b).unwrap();
+        assert_eq!(bob.delivered, Seq(3));
+    }
+
+    #[test]
+    fn sessions_and_listing() {
+        let (store, a, b, c) = store_with_pair();
+        let hash = [7u8; 32];
+        let device = store.create_session(a, "laptop", &hash).unwrap();
+        let s = store.session_by_token_hash(&hash).unwrap().unwrap();
+        assert_eq!(
+            (s.device, s.user, s.username.as_str()),
+            (device, a, "alice")
+        );
+        assert!(store.session_by_token_hash(&[8u8; 32]).unwrap().is_none());
+        let list = store.conversations_of(b).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id, c);
+        assert_eq!(list[0].members.len(), 2);
+        assert!(store.members(ConversationId::new()).unwrap().is_none());
+        assert_eq!(store.members(c).unwrap().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn file_store_survives_reopen_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let (a, c, id) = {
+            let store = SqliteStore::open(&path).unwrap();
+            let a = store.create_account("alice", "h").unwrap();
+            let c = store.create_conversation("t", &[a]).unwrap().id;
+            let id = MessageId::new();
+            store.apply_batch(&[append(a, id, c, "kept")]).unwrap();
+            (a, c, id)
+        };
+        let store = SqliteStore::open(&path).unwrap();
+        let page = store.page(c, Seq::ZERO, 10).unwrap().unwrap();
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.last_seq, Seq(1));
+        let again = appended(&store.apply_batch(&[append(a, id, c, "kept")]).unwrap()[0]);
+        assert!(again.duplicate);
+        assert_eq!(again.seq, Seq(1));
+    }
+}
