@@ -2,7 +2,7 @@
 //! simulation. Same semantics, no durability.
 
 use super::{ClientStore, LoadedState, StoreError, StoreOp};
-use crate::model::{sort_timeline, Conversation, Item, Status};
+use crate::model::{Conversation, Item, Status};
 use chatsync_protocol::{ConversationId, MessageId, Seq};
 use std::collections::{BTreeMap, HashMap};
 
@@ -51,7 +51,11 @@ impl MemoryStore {
             },
             StoreOp::SetStatus { id, status } => {
                 if let Some((item, _)) = self.items.get_mut(id) {
-                    if *status > item.status {
+                    // Forward only, and Failed only from Sending: a confirmed
+                    // message marked Failed would have a seq, so a retry
+                    // could never put it back in the outbox.
+                    let allowed = *status != Status::Failed || item.status == Status::Sending;
+                    if *status > item.status && allowed {
                         item.status = *status;
                     }
                 }
@@ -82,13 +86,16 @@ impl MemoryStore {
                 members,
                 last_seq,
             } => {
-                let conv = self.conversations.entry(*id).or_insert_with(|| Conversation {
-                    id: *id,
-                    title: String::new(),
-                    members: Vec::new(),
-                    cursor: Seq::ZERO,
-                    last_seq: Seq::ZERO,
-                });
+                let conv = self
+                    .conversations
+                    .entry(*id)
+                    .or_insert_with(|| Conversation {
+                        id: *id,
+                        title: String::new(),
+                        members: Vec::new(),
+                        cursor: Seq::ZERO,
+                        last_seq: Seq::ZERO,
+                    });
                 conv.title.clone_from(title);
                 conv.members.clone_from(members);
                 conv.last_seq = conv.last_seq.max(*last_seq);
@@ -132,19 +139,25 @@ impl ClientStore for MemoryStore {
             .filter(|(i, _)| i.own && i.seq.is_none())
             .cloned()
             .collect();
-        outbox.sort_by_key(|(i, _)| i.local_seq);
+        // Ties broken by id so the order never depends on hash order.
+        outbox.sort_by_key(|(i, _)| (i.local_seq, i.id));
         let mut in_flight: Vec<Item> = self
             .items
             .values()
             .filter(|(i, _)| i.own && i.status == Status::InFlight)
             .map(|(i, _)| i.clone())
             .collect();
-        sort_timeline(&mut in_flight);
+        sort_by_timeline_then_id(&mut in_flight);
         Ok(LoadedState {
             outbox,
             in_flight,
             conversations: self.conversations.values().cloned().collect(),
-            max_local_seq: self.items.values().map(|(i, _)| i.local_seq).max().unwrap_or(0),
+            max_local_seq: self
+                .items
+                .values()
+                .map(|(i, _)| i.local_seq)
+                .max()
+                .unwrap_or(0),
         })
     }
 
@@ -165,7 +178,7 @@ impl ClientStore for MemoryStore {
             })
             .cloned()
             .collect();
-        sort_timeline(&mut items);
+        sort_by_timeline_then_id(&mut items);
         let skip = items.len().saturating_sub(limit);
         Ok(items.split_off(skip))
     }
@@ -181,4 +194,11 @@ impl ClientStore for MemoryStore {
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.meta.get(key).cloned())
     }
+}
+
+/// The timeline rule, with ties (which a well-behaved server never produces
+/// within one conversation, but which occur across conversations) broken by
+/// id, so that every backend returns the same, deterministic order.
+fn sort_by_timeline_then_id(items: &mut [Item]) {
+    items.sort_by_key(|i| (i.order_key(), i.id));
 }
