@@ -554,3 +554,77 @@ async fn healthz_answers() {
     assert!(out.ends_with("ok"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_senders_share_one_gap_free_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let names = ["s0", "s1", "s2", "s3"];
+    let mut clients = Vec::new();
+    for name in names {
+        clients.push(account(server.addr, name).await);
+    }
+    let mut watcher = account(server.addr, "watcher").await;
+    let conv = watcher.create("busy", &names).await;
+    for c in &mut clients {
+        assert!(matches!(
+            c.recv().await,
+            ServerFrame::Conversation { req: None, .. }
+        ));
+    }
+    const EACH: usize = 100;
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        tasks.push(tokio::spawn(async move {
+            let ids: Vec<MessageId> = (0..EACH).map(|_| MessageId::new()).collect();
+            for id in &ids {
+                c.send(&send(*id, conv, "x")).await;
+            }
+            let mut seqs = Vec::new();
+            while seqs.len() < EACH {
+                // Other senders' messages arrive as pushes in between.
+                match c.recv().await {
+                    ServerFrame::Ack { id, seq, .. } => {
+                        assert_eq!(id, ids[seqs.len()]);
+                        seqs.push(seq.0);
+                    }
+                    ServerFrame::Message { .. } => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            // One device's messages are stored in the order it sent them.
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=(EACH * names.len()) as u64).collect::<Vec<_>>());
+    // The watcher gets every push, in sequence order.
+    for want in 1..=(EACH * names.len()) as u64 {
+        match watcher.recv().await {
+            ServerFrame::Message { message } => assert_eq!(message.seq, Seq(want)),
+            other => panic!("{other:?}"),
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), |c| c.idle_timeout = Duration::from_millis(300)).await;
+    let mut alice = account(server.addr, "alice").await;
+    // Activity keeps it open.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        alice.roundtrip().await;
+    }
+    let (frames, code) = alice.recv_until_closed().await;
+    assert!(frames.is_empty());
+    assert_eq!(code, Some(1000));
+    server.stop().await;
+}
