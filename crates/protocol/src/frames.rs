@@ -310,7 +310,11 @@ impl Refusal {
     }
 
     /// A transient refusal.
-    pub fn transient(code: ErrorCode, message: impl Into<String>, retry_after_ms: Option<u64>) -> Self {
+    pub fn transient(
+        code: ErrorCode,
+        message: impl Into<String>,
+        retry_after_ms: Option<u64>,
+    ) -> Self {
         Refusal {
             code,
             message: message.into(),

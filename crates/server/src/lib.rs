@@ -133,6 +133,12 @@ pub async fn serve_with_store(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
+    // Frames are small and latency matters more than packet count: no Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop_signal)
         .await;

@@ -69,7 +69,9 @@ const PASSWORD: &str = "demo-password";
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let scripts = transcript::load(a.transcript.as_deref(), a.conversations)?;
     let total: usize = scripts.iter().map(|s| s.lines.len()).sum();
-    let tmp = tempfile::Builder::new().prefix("chatsync-demo-").tempdir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("chatsync-demo-")
+        .tempdir()?;
     let root = tmp.path().to_path_buf();
     let started = Instant::now();
     println!(
@@ -118,7 +120,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         client.wait_connected(Duration::from_secs(10)).await?;
         clients.insert(name.clone(), client);
     }
-    println!("{} clients logged in, each with its own SQLite storage", clients.len());
+    println!(
+        "{} clients logged in, each with its own SQLite storage",
+        clients.len()
+    );
 
     // Conversations, created by their first speaker.
     let mut convs = Vec::new();
@@ -165,7 +170,12 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     // sender's client at the (accelerated) pace it was typed.
     let schedule_len = scripts
         .iter()
-        .map(|s| replay_offsets(s, a.speed, a.max_gap_ms).last().copied().unwrap_or_default())
+        .map(|s| {
+            replay_offsets(s, a.speed, a.max_gap_ms)
+                .last()
+                .copied()
+                .unwrap_or_default()
+        })
         .max()
         .unwrap_or_default();
     println!(
@@ -209,14 +219,12 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                     t.started = Some(t0);
                     t.durable = Some(t1);
                 });
-                sent.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(Sent {
-                        id,
-                        conversation: conv,
-                        sender: name,
-                        body,
-                    });
+                sent.lock().unwrap_or_else(|p| p.into_inner()).push(Sent {
+                    id,
+                    conversation: conv,
+                    sender: name,
+                    body,
+                });
             }
             anyhow::Ok(())
         }));
@@ -282,7 +290,13 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     srv.stop().await?;
     let store = chatsync_server::open_store(&root.join("server"))?;
     let conv_ids: Vec<ConversationId> = convs.iter().map(|(c, _)| *c).collect();
-    let outcome = report::check(&store, &conv_ids, &sent, &member_views, &recorder.snapshot())?;
+    let outcome = report::check(
+        &store,
+        &conv_ids,
+        &sent,
+        &member_views,
+        &recorder.snapshot(),
+    )?;
     report::print(&outcome, started.elapsed());
     if a.keep {
         let kept = tmp.keep();

@@ -70,7 +70,8 @@ pub fn check(
         }
         for (i, (seq, _)) in list.iter().enumerate() {
             if seq.0 != i as u64 + 1 {
-                out.order.push(format!("server history of {conv} has a gap at seq {seq}"));
+                out.order
+                    .push(format!("server history of {conv} has a gap at seq {seq}"));
                 break;
             }
         }
@@ -86,26 +87,35 @@ pub fn check(
     }
     for (id, n) in &server_count {
         if *n > 1 {
-            out.duplicates.push(format!("{id} stored {n} times on the server"));
+            out.duplicates
+                .push(format!("{id} stored {n} times on the server"));
         }
     }
     for s in sent {
         if server_count.contains_key(&s.id) {
             out.on_server += 1;
         } else {
-            out.lost.push(format!("{} ({}: {:?}) is not on the server", s.id, s.sender, s.body));
+            out.lost.push(format!(
+                "{} ({}: {:?}) is not on the server",
+                s.id, s.sender, s.body
+            ));
         }
     }
     // Per sender and conversation, server order must be send order.
     let mut per_sender: HashMap<(&str, ConversationId), Vec<Seq>> = HashMap::new();
     for s in sent {
         if let Some(seq) = server_seq.get(&s.id) {
-            per_sender.entry((&s.sender, s.conversation)).or_default().push(*seq);
+            per_sender
+                .entry((&s.sender, s.conversation))
+                .or_default()
+                .push(*seq);
         }
     }
     for ((sender, conv), seqs) in per_sender {
         if seqs.windows(2).any(|w| w[0] >= w[1]) {
-            out.order.push(format!("{sender}'s messages in {conv} are out of send order on the server"));
+            out.order.push(format!(
+                "{sender}'s messages in {conv} are out of send order on the server"
+            ));
         }
     }
     // Every member's device must hold exactly the server's history, in order.
@@ -114,7 +124,8 @@ pub fn check(
         let mut seen = HashSet::new();
         for i in items {
             if !seen.insert(i.id) {
-                out.duplicates.push(format!("{member} holds {} twice", i.id));
+                out.duplicates
+                    .push(format!("{member} holds {} twice", i.id));
             }
         }
         let got: Vec<(Seq, MessageId)> = items
@@ -127,9 +138,12 @@ pub fn check(
         if &got != expected {
             let missing = expected.iter().filter(|e| !got.contains(e)).count();
             if missing > 0 {
-                out.lost.push(format!("{member} is missing {missing} messages of {conv}"));
+                out.lost
+                    .push(format!("{member} is missing {missing} messages of {conv}"));
             } else {
-                out.order.push(format!("{member}'s timeline of {conv} differs from the server's order"));
+                out.order.push(format!(
+                    "{member}'s timeline of {conv} differs from the server's order"
+                ));
             }
         }
     }
@@ -149,20 +163,22 @@ pub fn check(
             other => out.stuck.push(format!("{} ended as {other:?}", s.id)),
         }
         if t.statuses.windows(2).any(|w| w[1] < w[0]) {
-            out.backwards.push(format!("{} went {:?}", s.id, t.statuses));
+            out.backwards
+                .push(format!("{} went {:?}", s.id, t.statuses));
         }
     }
     // Latencies from the call to `send`.
-    let mut hist = |name: &'static str, f: &dyn Fn(&Trace) -> Option<Instant>| -> anyhow::Result<()> {
-        let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-        for t in traces.values() {
-            if let (Some(start), Some(end)) = (t.started, f(t)) {
-                h.saturating_record(end.saturating_duration_since(start).as_micros() as u64);
+    let mut hist =
+        |name: &'static str, f: &dyn Fn(&Trace) -> Option<Instant>| -> anyhow::Result<()> {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+            for t in traces.values() {
+                if let (Some(start), Some(end)) = (t.started, f(t)) {
+                    h.saturating_record(end.saturating_duration_since(start).as_micros() as u64);
+                }
             }
-        }
-        out.latency.push((name, h));
-        Ok(())
-    };
+            out.latency.push((name, h));
+            Ok(())
+        };
     hist("send (durable insert)", &|t| t.durable)?;
     hist("→ visible as Sending", &|t| t.visible)?;
     hist("→ In-Flight", &|t| t.in_flight)?;
@@ -173,7 +189,10 @@ pub fn check(
 /// One line for a message's trace.
 pub fn trace_line(t: &Trace) -> String {
     let since = |i: Option<Instant>| match (t.started, i) {
-        (Some(s), Some(i)) => format!("{:.1}ms", i.saturating_duration_since(s).as_secs_f64() * 1e3),
+        (Some(s), Some(i)) => format!(
+            "{:.1}ms",
+            i.saturating_duration_since(s).as_secs_f64() * 1e3
+        ),
         _ => "-".into(),
     };
     let (who, text) = t.label.clone().unwrap_or_default();
@@ -213,7 +232,10 @@ pub fn print(o: &Outcome, wall: Duration) {
     list("failed", &o.failed);
     list("status moved back", &o.backwards);
     println!();
-    println!("{:<25}{:>10}{:>10}{:>10}", "latency from send()", "p50", "p99", "max");
+    println!(
+        "{:<25}{:>10}{:>10}{:>10}",
+        "latency from send()", "p50", "p99", "max"
+    );
     for (name, h) in &o.latency {
         let f = |us: u64| {
             if us >= 10_000 {
@@ -229,9 +251,7 @@ pub fn print(o: &Outcome, wall: Duration) {
             f(h.max())
         );
     }
-    println!(
-        "(the p99 and max include the dropped connections and the server restart)"
-    );
+    println!("(the p99 and max include the dropped connections and the server restart)");
     println!();
     if o.violations() == 0 {
         println!("all invariants held ✓");

@@ -34,7 +34,8 @@ pub fn endpoint(server: &str) -> String {
 /// Opens a WebSocket to `server`.
 pub async fn open(server: &str) -> Result<Ws, ClientError> {
     let url = endpoint(server);
-    let attempt = tokio_tungstenite::connect_async(url.as_str());
+    // Frames are small and latency matters more than packet count: no Nagle.
+    let attempt = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true);
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(e)) => Err(ClientError::Connect {
