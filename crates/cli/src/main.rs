@@ -1,9 +1,11 @@
 //! `chatsync`: the server, client commands for people and scripts, and the
 //! demo that replays real conversations through the syncer.
 
+mod bench;
 mod commands;
 mod demo;
 mod output;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,6 +51,9 @@ enum Command {
     /// with a dropped connection and a server restart, then check the
     /// invariants.
     Demo(demo::Args),
+    /// Measure latency and throughput of the syncer against a real server
+    /// process.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
             Command::History(a) => commands::tail::history(a).await,
             Command::Tail(a) => commands::tail::run(a).await,
             Command::Demo(a) => demo::run(a).await,
+            Command::Bench(a) => bench::run(a).await,
         }
     });
     match result {

@@ -2,17 +2,16 @@
 //! and one client per sender, drops every connection once and restarts the
 //! server once, then checks the invariants and reports latencies.
 
-mod recorder;
 mod report;
 mod server;
-mod transcript;
+pub(crate) mod transcript;
 
 use crate::output::glyph;
+use crate::trace::Recorder;
 use anyhow::Context;
 use chatsync_client::core::Config;
 use chatsync_client::{Client, Status};
 use chatsync_protocol::{ConversationId, MessageId};
-use recorder::Recorder;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

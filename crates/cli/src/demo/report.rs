@@ -1,8 +1,8 @@
 //! Checking the invariants after a replay, and printing the report.
 
-use super::recorder::Trace;
 use super::Sent;
 use crate::output::glyph;
+use crate::trace::Trace;
 use chatsync_client::{Item, Status};
 use chatsync_protocol::{ConversationId, MessageId, Seq};
 use chatsync_server::ServerStore;

@@ -37,6 +37,34 @@ use std::time::Duration;
 /// Client storage in a SQLite file.
 pub struct SqliteStore {
     conn: Connection,
+    /// Dropping it stops the background checkpointer.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// How often the background thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs WAL checkpoints on a thread of its own, with its own connection, so
+/// that the fsyncs of a checkpoint never stall `send` (SQLite's automatic
+/// checkpoint would run inside whichever commit crosses the threshold).
+fn spawn_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("chatsync-checkpoint".into())
+        .spawn(move || {
+            // Runs until the store is dropped (the sender disconnects).
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(CHECKPOINT_EVERY)
+            {
+                // PASSIVE never waits for the writer nor blocks it.
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!("WAL checkpoint: {e}");
+                }
+            }
+        })?;
+    Ok(tx)
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -172,7 +200,10 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        Self::init(Connection::open(path)?)
+        let mut store = Self::init(Connection::open(path)?)?;
+        store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        store._checkpointer = Some(spawn_checkpointer(path)?);
+        Ok(store)
     }
 
     /// A store in memory, for tests.
@@ -195,7 +226,10 @@ impl SqliteStore {
         // Room for every statement of `apply` and the reads.
         conn.set_prepared_statement_cache_capacity(32);
         migrate(&mut conn)?;
-        Ok(SqliteStore { conn })
+        Ok(SqliteStore {
+            conn,
+            _checkpointer: None,
+        })
     }
 }
 
