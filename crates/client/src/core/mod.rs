@@ -578,9 +578,13 @@ impl Syncer {
             return;
         }
         if refusal.retryable {
-            let paused = matches!(&self.link, Link::Online(o) if o.paused_until.is_some());
-            if paused {
-                // Collateral of the refusal that paused us; resent in order.
+            if !entry.on_link {
+                // It answers a transmission made before the link was last
+                // reset (collateral of the refusal that paused us, or of an
+                // ack timeout): the message is resent in order anyway. The
+                // link state, not `paused_until`, tells: a pause that has
+                // expired before its timer fired lets new transmissions out,
+                // and their refusals must pause again.
                 return;
             }
             entry.transient_refusals += 1;
