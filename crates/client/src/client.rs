@@ -168,6 +168,7 @@ impl Client {
             ws: None,
             connecting: None,
             last_rx: Instant::now(),
+            last_tx: Instant::now(),
             pinged: false,
         };
         tokio::spawn(driver.run());

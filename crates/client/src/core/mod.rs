@@ -189,6 +189,8 @@ pub struct Syncer {
     next_req: u64,
     /// Requests made by the app, answered with [`Event::Answer`].
     app_reqs: HashSet<u64>,
+    /// The server asked us to wait at least this long before reconnecting.
+    not_before: Option<Duration>,
     out: VecDeque<Output>,
 }
 
@@ -234,6 +236,7 @@ impl Syncer {
             next_local_seq: state.max_local_seq + 1,
             next_req: 1,
             app_reqs: HashSet::new(),
+            not_before: None,
             out: VecDeque::new(),
         }
     }
@@ -450,7 +453,10 @@ impl Syncer {
         for c in self.convs.values_mut() {
             c.sync_req = None;
         }
-        let delay = self.backoff.next_delay();
+        let mut delay = self.backoff.next_delay();
+        if let Some(wait) = self.not_before.take() {
+            delay = delay.max(wait);
+        }
         self.link = Link::Offline {
             retry_at: Some(now + delay),
         };
@@ -790,10 +796,20 @@ impl Syncer {
             }
             return;
         }
-        if refusal.code == ErrorCode::Unauthorized {
-            self.outbox.reset_link();
-            self.link = Link::Stopped;
-            self.event(Event::SessionRejected(refusal));
+        match refusal.code {
+            // Trying again cannot help: stop until the app acts.
+            ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion => {
+                self.outbox.reset_link();
+                self.link = Link::Stopped;
+                self.event(Event::SessionRejected(refusal));
+            }
+            // The server is about to close the connection and says when to
+            // come back (shutting down, too many connections): honour it.
+            _ => {
+                if let Some(ms) = refusal.retry_after_ms {
+                    self.not_before = Some(Duration::from_millis(ms));
+                }
+            }
         }
     }
 

@@ -24,6 +24,9 @@ use tokio_tungstenite::tungstenite::Message;
 const PING_AFTER: Duration = Duration::from_secs(10);
 /// Consider the connection dead after this long without hearing from it.
 const DEAD_AFTER: Duration = Duration::from_secs(30);
+/// Send a keep-alive after this long without sending anything, so the
+/// server's idle timeout never closes a connection that only receives.
+const SPEAK_EVERY: Duration = Duration::from_secs(30);
 
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
@@ -90,6 +93,7 @@ pub(crate) struct Driver<S: ClientStore> {
     pub ws: Option<Ws>,
     pub connecting: Option<JoinHandle<Result<(Ws, Welcome), ClientError>>>,
     pub last_rx: Instant,
+    pub last_tx: Instant,
     pub pinged: bool,
 }
 
@@ -117,7 +121,7 @@ impl<S: ClientStore> Driver<S> {
             let deadline = self.core.poll_timeout();
             let keepalive = self.ws.is_some().then(|| {
                 let after = if self.pinged { DEAD_AFTER } else { PING_AFTER };
-                self.last_rx + after
+                (self.last_rx + after).min(self.last_tx + SPEAK_EVERY)
             });
             let wake = match (deadline, keepalive) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -274,6 +278,7 @@ impl<S: ClientStore> Driver<S> {
             Ok(Ok((ws, welcome))) => {
                 self.ws = Some(ws);
                 self.last_rx = now;
+                self.last_tx = now;
                 self.pinged = false;
                 self.core.handle_connected(now, welcome.limits);
             }
@@ -304,8 +309,10 @@ impl<S: ClientStore> Driver<S> {
                 tracing::info!("no word from the server for {silent:?}; reconnecting");
                 self.ws = None;
                 self.core.handle_disconnected(now);
-            } else if silent >= PING_AFTER && !self.pinged {
-                self.pinged = true;
+            } else if (silent >= PING_AFTER && !self.pinged)
+                || now.saturating_duration_since(self.last_tx) >= SPEAK_EVERY
+            {
+                self.pinged |= silent >= PING_AFTER;
                 let nonce = now_ms() as u64;
                 let _ = self.transmit(vec![ClientFrame::Ping { nonce }]).await;
             }
@@ -427,6 +434,7 @@ impl<S: ClientStore> Driver<S> {
         if result.is_ok() {
             result = ws.flush().await;
         }
+        self.last_tx = Instant::now();
         if let Err(e) = result {
             tracing::debug!("connection lost while sending: {e}");
             self.ws = None;

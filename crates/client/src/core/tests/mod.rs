@@ -812,6 +812,42 @@ fn an_unauthorized_session_stops_reconnecting() {
     assert_eq!(w.history(A, id), [Sending], "kept, not failed");
 }
 
+#[test]
+fn a_server_asking_to_wait_is_not_retried_before_its_retry_after() {
+    let mut w = pair();
+    let refusal = Refusal::transient(ErrorCode::Unavailable, "shutting down", Some(5_000));
+    w.inject(A, ServerFrame::Error { req: None, refusal });
+    w.cut(A); // the server closes the connection after saying so
+    let at = w.clients[A]
+        .syncer
+        .poll_timeout()
+        .expect("a reconnect is planned");
+    assert!(
+        at >= w.now() + Duration::from_millis(5_000),
+        "reconnect planned {:?} after the cut, before the 5 s the server asked for",
+        at - w.now()
+    );
+}
+
+#[test]
+fn an_unsupported_version_stops_reconnecting() {
+    let mut w = pair();
+    let refusal = Refusal::permanent(ErrorCode::UnsupportedVersion, "version 2 only");
+    w.inject(
+        A,
+        ServerFrame::Error {
+            req: None,
+            refusal: refusal.clone(),
+        },
+    );
+    assert_eq!(
+        w.clients[A].events.last(),
+        Some(&Event::SessionRejected(refusal))
+    );
+    w.cut(A);
+    assert_eq!(w.clients[A].syncer.poll_timeout(), None);
+}
+
 // ---- restart ---------------------------------------------------------------------
 
 #[test]
