@@ -1,6 +1,8 @@
 //! What the app sees: timeline items, their statuses and the changes to them.
 
-use chatsync_protocol::{ConversationId, ErrorCode, MemberMarks, MessageId, Seq, UserId};
+use chatsync_protocol::{
+    ActionKind, ActionRef, ConversationId, ErrorCode, MemberMarks, MessageId, Seq, UserId,
+};
 use serde::{Deserialize, Serialize};
 
 /// Delivery status of a message. Ordered: a status only moves forward, except
@@ -14,6 +16,8 @@ pub enum Status {
     InFlight,
     /// Stored on the server and on a device of every other member.
     Success,
+    /// Every other member has read it (messages only).
+    Read,
     /// The server refused it for good, or the retry budget ran out.
     Failed,
 }
@@ -25,6 +29,7 @@ impl Status {
             Status::Sending => 0,
             Status::InFlight => 1,
             Status::Success => 2,
+            Status::Read => 3,
             Status::Failed => 9,
         }
     }
@@ -35,6 +40,7 @@ impl Status {
             0 => Status::Sending,
             1 => Status::InFlight,
             2 => Status::Success,
+            3 => Status::Read,
             9 => Status::Failed,
             _ => return None,
         })
@@ -42,7 +48,7 @@ impl Status {
 
     /// The status the server has confirmed: In-Flight or beyond.
     pub fn is_confirmed(self) -> bool {
-        matches!(self, Status::InFlight | Status::Success)
+        matches!(self, Status::InFlight | Status::Success | Status::Read)
     }
 }
 
@@ -57,7 +63,38 @@ pub struct Failure {
     pub retryable: bool,
 }
 
-/// One message in a conversation's timeline.
+/// A reaction on a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    /// The emoji.
+    pub emoji: String,
+    /// Who set it, each once (this account included while its own toggle
+    /// is still being sent).
+    pub users: Vec<UserId>,
+}
+
+/// One of this device's actions on a message that the server has not
+/// confirmed yet (Sending), or refused (Failed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAction {
+    /// The action's own id (for `retry` and `discard`).
+    pub id: MessageId,
+    /// What it does.
+    pub kind: ActionKind,
+    /// New text (edit), emoji (react), empty (delete).
+    pub body: String,
+    /// Sending or Failed.
+    pub status: Status,
+    /// Reason, when Failed.
+    pub failure: Option<Failure>,
+}
+
+/// One message in a conversation's timeline, or (in storage only) one
+/// action on a message.
+///
+/// The fields after `failure` describe the message as shown: its confirmed
+/// actions folded in sequence order, then this device's pending actions on
+/// top (an edit shows at once, and disappears again if refused).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
     /// Client-generated id.
@@ -85,9 +122,60 @@ pub struct Item {
     pub server_ts: Option<i64>,
     /// Reason, when Failed.
     pub failure: Option<Failure>,
+    /// Set when this row is an action rather than a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionRef>,
+    /// The text was edited.
+    #[serde(default)]
+    pub edited: bool,
+    /// The message was deleted (its text is gone; a placeholder remains).
+    #[serde(default)]
+    pub deleted: bool,
+    /// Reactions, by emoji.
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
+    /// This device's unconfirmed or refused actions on it, in send order.
+    #[serde(default)]
+    pub pending: Vec<PendingAction>,
 }
 
 impl Item {
+    /// A new row with no action and nothing folded in.
+    #[allow(clippy::too_many_arguments)]
+    pub fn message(
+        id: MessageId,
+        conversation: ConversationId,
+        sender: UserId,
+        sender_name: String,
+        body: String,
+        own: bool,
+        status: Status,
+        seq: Option<Seq>,
+        local_seq: u64,
+        created_at: i64,
+        server_ts: Option<i64>,
+    ) -> Item {
+        Item {
+            id,
+            conversation,
+            sender,
+            sender_name,
+            body,
+            own,
+            status,
+            seq,
+            local_seq,
+            created_at,
+            server_ts,
+            failure: None,
+            action: None,
+            edited: false,
+            deleted: false,
+            reactions: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
     /// The timeline order key: confirmed messages by server sequence, then
     /// local ones in send order.
     pub fn order_key(&self) -> (bool, u64, u64) {

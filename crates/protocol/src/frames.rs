@@ -1,6 +1,6 @@
 //! Every frame of the protocol.
 
-use crate::{ConversationId, DeviceId, Limits, MessageId, Seq, UserId};
+use crate::{ActionRef, ConversationId, DeviceId, Limits, MessageId, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A frame sent by a client.
@@ -42,8 +42,20 @@ pub enum ClientFrame {
         id: MessageId,
         /// Target conversation; the sender must be a member.
         conversation: ConversationId,
-        /// UTF-8 text, at most `max_body_bytes` bytes.
+        /// UTF-8 text, at most `max_body_bytes` bytes; for an action, the
+        /// new text (edit), the emoji (react) or empty (delete).
         body: String,
+        /// Present when this is an action on an earlier message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<ActionRef>,
+    },
+    /// Marks the conversation read up to `seq` on behalf of the account
+    /// (cumulative; the server keeps the highest mark it has seen).
+    Read {
+        /// Conversation.
+        conversation: ConversationId,
+        /// Highest sequence number read.
+        seq: Seq,
     },
     /// Cumulative delivery acknowledgement: this device has stored every
     /// message of `conversation` up to and including `seq`.
@@ -104,6 +116,9 @@ pub struct WireMessage {
     pub body: String,
     /// When the server stored it, milliseconds since the Unix epoch.
     pub server_ts: i64,
+    /// Present when this is an action on an earlier message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionRef>,
 }
 
 /// One member's position in a conversation.
@@ -115,6 +130,9 @@ pub struct MemberMarks {
     pub username: String,
     /// Highest sequence number stored by at least one of the member's devices.
     pub delivered: Seq,
+    /// Highest sequence number the member has read (never above `delivered`).
+    #[serde(default)]
+    pub read: Seq,
 }
 
 /// A conversation as listed to a member.
@@ -178,6 +196,19 @@ pub enum ErrorCode {
     InvalidBody,
     /// Too many sends; retry after `retry_after_ms`.
     RateLimited,
+    /// The message id is already used by a message of another account.
+    /// Ids are unique across senders on the server, so this send can never
+    /// be stored under this id; a client generating UUIDv7 ids never sees it.
+    IdConflict,
+    /// The message an action targets does not exist in that conversation.
+    NotFound,
+    /// Only the author of a message may edit or delete it.
+    NotAuthor,
+    /// The message an action targets was deleted.
+    Gone,
+    /// A request breaks a documented limit other than the body's (a
+    /// conversation title or member list too long).
+    InvalidRequest,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
     /// An unexpected server-side error; retry later.
@@ -320,6 +351,26 @@ impl Refusal {
             message: message.into(),
             retryable: true,
             retry_after_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn new_error_codes_are_snake_case_on_the_wire() {
+        for (code, text) in [
+            (ErrorCode::IdConflict, "\"id_conflict\""),
+            (ErrorCode::NotFound, "\"not_found\""),
+            (ErrorCode::NotAuthor, "\"not_author\""),
+            (ErrorCode::Gone, "\"gone\""),
+            (ErrorCode::InvalidRequest, "\"invalid_request\""),
+        ] {
+            assert_eq!(serde_json::to_string(&code).unwrap(), text);
+            assert_eq!(serde_json::from_str::<ErrorCode>(text).unwrap(), code);
         }
     }
 }

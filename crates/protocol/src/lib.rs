@@ -9,17 +9,22 @@
 //!
 //! `PROTOCOL.md` at the repository root is the normative description.
 
+mod action;
 mod codec;
 mod frames;
 mod ids;
 mod limits;
 
+pub use action::{fold, ActionKind, ActionRef, FoldEvent, Folded, MAX_REACTION_BYTES};
 pub use codec::{decode_client, decode_server, encode, DecodeError};
 pub use frames::{
     ClientFrame, ConversationInfo, ErrorCode, MemberMarks, Refusal, ServerFrame, WireMessage,
 };
 pub use ids::{ConversationId, DeviceId, MessageId, Seq, UserId};
-pub use limits::{check_body, Limits};
+pub use limits::{
+    check_body, check_conversation, check_send, Limits, FRAME_OVERHEAD_BYTES, JSON_ESCAPE_FACTOR,
+    MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES,
+};
 
 /// Version of the protocol spoken by this crate. A server refuses a `hello`
 /// carrying another version with [`ErrorCode::UnsupportedVersion`].

@@ -43,8 +43,10 @@ pub enum StoreOp {
     },
     /// These outgoing messages have been (or may have been) transmitted.
     MarkTransmitted(Vec<MessageId>),
-    /// Insert a confirmed message, or update the stored one with the same
-    /// id: sets seq and server time; the status never moves back.
+    /// Insert a confirmed message or action, or update the stored one with
+    /// the same id: sets seq and server time; the status never moves back.
+    /// A confirmed delete from the author also erases the stored text of
+    /// its target.
     UpsertConfirmed(Item),
     /// Moves a message to a status (never backwards, except Failed → Sending
     /// through [`StoreOp::Requeue`]).
@@ -68,8 +70,19 @@ pub enum StoreOp {
         /// New place among local messages.
         local_seq: u64,
     },
-    /// Removes a message that never reached the server.
+    /// Removes a message or action that never reached the server.
     Remove(MessageId),
+    /// Rewrites a queued (unconfirmed) message or action in place: an edit
+    /// of a message not yet transmitted, or a newer toggle of a queued
+    /// reaction.
+    UpdateOutgoing {
+        /// The queued row.
+        id: MessageId,
+        /// Its new text.
+        body: String,
+        /// Its new action (for a reaction toggled again).
+        action: Option<chatsync_protocol::ActionRef>,
+    },
     /// Inserts or updates a conversation (title, members); keeps the cursor.
     UpsertConversation {
         /// Id.
@@ -110,7 +123,8 @@ pub struct LoadedState {
     /// Own messages not yet confirmed (Sending or Failed), in local order,
     /// each with whether it may have been transmitted.
     pub outbox: Vec<(Item, bool)>,
-    /// Own messages In-Flight (confirmed, not yet delivered to all).
+    /// Own rows confirmed but not settled: messages In-Flight or Success
+    /// (waiting to be read by all), actions In-Flight.
     pub in_flight: Vec<Item>,
     /// Every known conversation.
     pub conversations: Vec<Conversation>,
@@ -125,16 +139,20 @@ pub trait ClientStore: Send + 'static {
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
     /// Reads what the syncer core needs to resume.
     fn load(&self) -> Result<LoadedState, StoreError>;
-    /// The newest `limit` items of a conversation whose order key is before
-    /// `before` (all when `None`), in timeline order.
+    /// The newest `limit` messages (never action rows) of a conversation
+    /// whose order key is before `before` (all when `None`), in timeline
+    /// order, each as shown (actions folded, pending ones on top).
     fn timeline(
         &self,
         conversation: ConversationId,
         before: Option<Seq>,
         limit: usize,
     ) -> Result<Vec<Item>, StoreError>;
-    /// One item by id.
+    /// One row by id; a message is returned as shown (like `timeline`).
     fn item(&self, id: MessageId) -> Result<Option<Item>, StoreError>;
+    /// How many messages of others, not deleted, have a sequence number
+    /// above `after` (unread when `after` is the account's read mark).
+    fn unread(&self, conversation: ConversationId, after: Seq) -> Result<u64, StoreError>;
     /// Every known conversation.
     fn conversations(&self) -> Result<Vec<Conversation>, StoreError>;
     /// A stored session or configuration value.
