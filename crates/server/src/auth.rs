@@ -17,11 +17,11 @@ use std::sync::{Arc, OnceLock};
 use subtle::ConstantTimeEq;
 
 /// Longest username, in bytes.
-pub const MAX_USERNAME_BYTES: usize = 64;
+pub const MAX_USERNAME_BYTES: usize = chatsync_protocol::MAX_USERNAME_BYTES;
 /// Shortest password, in bytes.
 pub const MIN_PASSWORD_BYTES: usize = 8;
 /// Longest password, in bytes; bounds the hashing work one frame can cause.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub const MAX_PASSWORD_BYTES: usize = chatsync_protocol::MAX_PASSWORD_BYTES;
 /// Device names longer than this are truncated.
 pub const MAX_DEVICE_NAME_BYTES: usize = 128;
 

@@ -19,7 +19,9 @@
 //!   for one commit before reading the next frame: answers are queued in
 //!   order and sent as their commits complete (pipelining).
 //! - Deduplication is on (sender, message id), for as long as the message
-//!   exists: a resend gets the original `ack`.
+//!   exists: a resend gets the original `ack`, even one that would otherwise
+//!   be refused. Message ids are unique across senders: another account's
+//!   id is refused with `id_conflict`.
 //!
 //! # Using it
 //!
@@ -69,7 +71,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct ServerConfig {
     /// Directory holding the database; created if missing.
     pub data_dir: PathBuf,
-    /// Limits enforced and announced in `welcome`.
+    /// Limits enforced and announced in `welcome`, after
+    /// [`ServerConfig::normalized`].
     pub limits: Limits,
     /// A connection that has not authenticated with `hello` within this
     /// time gets an error and is closed.
@@ -89,6 +92,26 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(120),
             max_connections_per_user: 16,
         }
+    }
+}
+
+impl ServerConfig {
+    /// This configuration with consistent limits ([`Limits::normalized`]):
+    /// in particular `max_frame_bytes` is raised, if needed, so that every
+    /// `send` whose body fits `max_body_bytes` also fits in one frame. The
+    /// server runs with, and announces in `welcome`, the normalized limits.
+    pub fn normalized(mut self) -> Self {
+        let limits = self.limits.normalized();
+        if limits.max_frame_bytes != self.limits.max_frame_bytes {
+            tracing::info!(
+                configured = self.limits.max_frame_bytes,
+                effective = limits.max_frame_bytes,
+                max_body_bytes = limits.max_body_bytes,
+                "max_frame_bytes raised so that every valid request fits in one frame"
+            );
+        }
+        self.limits = limits;
+        self
     }
 }
 

@@ -12,6 +12,7 @@ fn send(id: MessageId, conversation: chatsync_protocol::ConversationId, body: &s
         id,
         conversation,
         body: body.into(),
+        action: None,
     }
 }
 
@@ -392,15 +393,23 @@ async fn bad_hello_closes_only_that_connection() {
 #[tokio::test]
 async fn oversized_frame_closes_the_connection() {
     let dir = tempfile::tempdir().unwrap();
+    // Below what valid requests need: raised (and announced) by the server.
     let server = start_with(dir.path(), |c| c.limits.max_frame_bytes = 2048).await;
-    let mut alice = account(server.addr, "alice").await;
+    let mut alice = Client::connect(server.addr).await;
+    alice.register("alice").await;
+    let token = alice.login("alice").await;
+    let max = match alice.hello(&token).await {
+        ServerFrame::Welcome { limits, .. } => limits.max_frame_bytes,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(max, Limits::default().min_frame_bytes());
     let mut other = device(server.addr, "alice").await;
     let conv = alice.create("c", &[]).await;
     assert!(matches!(
         other.recv().await,
         ServerFrame::Conversation { req: None, .. }
     ));
-    let huge = "x".repeat(10_000);
+    let huge = "x".repeat(max + 1);
     alice.send(&send(MessageId::new(), conv, &huge)).await;
     let (frames, code) = alice.recv_until_closed().await;
     assert_eq!(error_code(&frames[0]), Some(ErrorCode::FrameTooLarge));

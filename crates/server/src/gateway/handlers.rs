@@ -9,8 +9,8 @@ use crate::store::{WriteOp, WriteOutcome};
 use crate::{auth, ServerError};
 use axum::extract::ws::Utf8Bytes;
 use chatsync_protocol::{
-    check_body, encode, ClientFrame, ConversationId, ErrorCode, MessageId, Refusal, Seq,
-    ServerFrame, UserId, PROTOCOL_VERSION,
+    check_body, check_conversation, encode, ClientFrame, ConversationId, ErrorCode, MessageId,
+    Refusal, Seq, ServerFrame, UserId, PROTOCOL_VERSION,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,6 +36,20 @@ fn refused(id: MessageId, refusal: Refusal) -> ServerFrame {
     ServerFrame::Refused { id, refusal }
 }
 
+/// The refusal for a send the store could not apply.
+fn rejection(code: ErrorCode) -> Refusal {
+    let message = match code {
+        ErrorCode::IdConflict => {
+            "this message id is already used by a message of another account; \
+             a new message needs a new id"
+        }
+        ErrorCode::UnknownConversation => "no such conversation",
+        ErrorCode::NotMember => "you are not a member of this conversation",
+        _ => "the message was not stored",
+    };
+    Refusal::permanent(code, message)
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -53,6 +67,7 @@ fn request_id(frame: &ClientFrame) -> Option<u64> {
         | ClientFrame::ListConversations { req } => Some(*req),
         ClientFrame::Hello { .. }
         | ClientFrame::Send { .. }
+        | ClientFrame::Read { .. }
         | ClientFrame::Received { .. }
         | ClientFrame::Ping { .. } => None,
     }
@@ -123,7 +138,30 @@ impl Conn {
                 id,
                 conversation,
                 body,
+                action: None,
             } => self.send(me, id, conversation, body).await,
+            // Actions and read marks are in the protocol crate but not
+            // implemented by this server yet: refuse them clearly, for
+            // good, instead of storing an action as a plain message.
+            ClientFrame::Send {
+                id,
+                action: Some(_),
+                ..
+            } => {
+                let refusal = Refusal::permanent(
+                    ErrorCode::InvalidRequest,
+                    "this server does not support actions (edit, delete, react) yet",
+                );
+                self.reply(refused(id, refusal)).await
+            }
+            ClientFrame::Read { .. } => {
+                self.reply(error(
+                    None,
+                    ErrorCode::InvalidRequest,
+                    "this server does not support read marks yet",
+                ))
+                .await
+            }
             ClientFrame::Received { conversation, seq } => {
                 self.received(me, conversation, seq).await
             }
@@ -231,7 +269,9 @@ impl Conn {
 
     /// Checks a send in the documented order (membership, body, rate),
     /// submits it to the committer and queues its pending answer without
-    /// waiting for the commit.
+    /// waiting for the commit. A send that would be refused is first looked
+    /// up: if this account already stored this id, the answer is the
+    /// original ack, never a refusal.
     async fn send(
         &mut self,
         me: Authed,
@@ -239,43 +279,18 @@ impl Conn {
         conversation: ConversationId,
         body: String,
     ) -> Flow {
+        if let Some(refusal) = self.check_send(&me, id, conversation, &body).await {
+            return match self.stored_ack(me.user, id).await {
+                Some(ack) => {
+                    // It cannot be overtaken any more, and the client will
+                    // not resend it: it must not block the connection.
+                    self.gate.release(id);
+                    self.reply(ack).await
+                }
+                None => self.reply(refused(id, refusal)).await,
+            };
+        }
         let state = &self.state;
-        match state
-            .members
-            .check(&state.store, conversation, me.user)
-            .await
-        {
-            Ok(Membership::Member) => {}
-            Ok(Membership::NotMember) => {
-                let refusal = Refusal::permanent(
-                    ErrorCode::NotMember,
-                    "you are not a member of this conversation",
-                );
-                return self.reply(refused(id, refusal)).await;
-            }
-            Ok(Membership::Unknown) => {
-                let refusal =
-                    Refusal::permanent(ErrorCode::UnknownConversation, "no such conversation");
-                return self.reply(refused(id, refusal)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "membership check failed");
-                return self.reply(refused(id, e.refusal())).await;
-            }
-        }
-        if let Err((code, message)) = check_body(&body, &state.config.limits) {
-            return self
-                .reply(refused(id, Refusal::permanent(code, message)))
-                .await;
-        }
-        if let Err(wait_ms) = self.gate.admit(id, Instant::now()) {
-            let refusal = Refusal::transient(
-                ErrorCode::RateLimited,
-                "too many messages; resend this one first, after the wait",
-                Some(wait_ms),
-            );
-            return self.reply(refused(id, refusal)).await;
-        }
         let op = WriteOp::Append {
             sender: me.user,
             id,
@@ -298,9 +313,7 @@ impl Conn {
                     seq: a.seq,
                     server_ts: a.server_ts,
                 },
-                Ok(Ok(WriteOutcome::Rejected(code))) => {
-                    refused(id, Refusal::permanent(code, "the message was not stored"))
-                }
+                Ok(Ok(WriteOutcome::Rejected(code))) => refused(id, rejection(code)),
                 Ok(Ok(WriteOutcome::Delivered { .. })) => {
                     tracing::error!("committer answered a send with a delivery outcome");
                     refused(id, ServerError::Task("mismatched outcome".into()).refusal())
@@ -314,6 +327,73 @@ impl Conn {
             Some(frame)
         })
         .await
+    }
+
+    /// Why a send must be refused, checked in the documented order:
+    /// membership, body, then rate (only a send that passed the others
+    /// takes a token or can block the connection); `None` if it may go on.
+    async fn check_send(
+        &mut self,
+        me: &Authed,
+        id: MessageId,
+        conversation: ConversationId,
+        body: &str,
+    ) -> Option<Refusal> {
+        let state = &self.state;
+        match state
+            .members
+            .check(&state.store, conversation, me.user)
+            .await
+        {
+            Ok(Membership::Member) => {}
+            Ok(Membership::NotMember) => {
+                return Some(Refusal::permanent(
+                    ErrorCode::NotMember,
+                    "you are not a member of this conversation",
+                ));
+            }
+            Ok(Membership::Unknown) => {
+                return Some(Refusal::permanent(
+                    ErrorCode::UnknownConversation,
+                    "no such conversation",
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "membership check failed");
+                return Some(e.refusal());
+            }
+        }
+        if let Err((code, message)) = check_body(body, &state.config.limits) {
+            return Some(Refusal::permanent(code, message));
+        }
+        if let Err(wait_ms) = self.gate.admit(id, Instant::now()) {
+            return Some(Refusal::transient(
+                ErrorCode::RateLimited,
+                "too many messages; resend this one first, after the wait",
+                Some(wait_ms),
+            ));
+        }
+        None
+    }
+
+    /// The original ack of the message `user` stored under `id`, if any.
+    /// Only called on the refusal path; a failed read just means the
+    /// refusal stands.
+    async fn stored_ack(&self, user: UserId, id: MessageId) -> Option<ServerFrame> {
+        let store = self.state.store.clone();
+        let found = tokio::task::spawn_blocking(move || store.find_sent(user, id)).await;
+        match found.map_err(ServerError::from).and_then(|r| r) {
+            Ok(found) => found.map(|a| ServerFrame::Ack {
+                id,
+                conversation: a.conversation,
+                seq: a.seq,
+                server_ts: a.server_ts,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "dedup lookup before a refusal failed");
+                None
+            }
+        }
     }
 
     async fn received(&mut self, me: Authed, conversation: ConversationId, seq: Seq) -> Flow {
@@ -419,6 +499,12 @@ impl Conn {
         title: String,
         names: Vec<String>,
     ) -> Flow {
+        // Checked before any account lookup: the member list bounds the
+        // reads one frame can cause.
+        if let Err((code, message)) = check_conversation(&title, &names, &self.state.config.limits)
+        {
+            return self.reply(error(Some(req), code, message)).await;
+        }
         let state = self.state.clone();
         let origin = self.id;
         self.later(async move {

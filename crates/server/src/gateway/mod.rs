@@ -20,7 +20,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use chatsync_protocol::{encode, MemberMarks, ServerFrame, WireMessage};
+use chatsync_protocol::{encode, MemberMarks, Seq, ServerFrame, WireMessage};
 use members::MembersCache;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,6 +56,7 @@ impl AppState {
         store: Arc<dyn ServerStore>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, crate::ServerError> {
+        let config = config.normalized();
         let hub = Hub::new(config.max_connections_per_user);
         let members = Arc::new(MembersCache::default());
         let hook = {
@@ -108,6 +109,7 @@ fn publish_committed(
                 sender_name: ctx.username.to_string(),
                 body: body.clone(),
                 server_ts: a.server_ts,
+                action: None,
             };
             (
                 *conversation,
@@ -128,6 +130,8 @@ fn publish_committed(
                 user: *user,
                 username: ctx.username.to_string(),
                 delivered: *delivered,
+                // Read marks are not tracked by this server yet.
+                read: Seq::ZERO,
             };
             let frame = ServerFrame::Marks {
                 conversation: *conversation,

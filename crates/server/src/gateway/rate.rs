@@ -8,9 +8,30 @@
 //! accepted. A client that resends its unconfirmed messages in their
 //! original order (as the design requires) therefore never sees a reorder.
 //! The state is per connection: a reconnect starts afresh.
+//!
+//! The block does not outlive a client that gave up on X: it expires when X
+//! has not been resent within its `retry_after` plus [`BLOCK_GRACE`],
+//! counted from X's latest refusal. A resend of X that is refused again
+//! restarts that clock; refusals of other ids do not.
+//!
+//! A send whose id turns out to be stored already is answered with its
+//! original ack instead of a refusal (the handler looks it up); if that id
+//! was the one blocking the connection, [`SendGate::release`] lifts the
+//! block, since a stored message can no longer be overtaken.
 
 use chatsync_protocol::MessageId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long past its `retry_after` a blocking id has to be resent before the
+/// block lapses.
+pub const BLOCK_GRACE: Duration = Duration::from_secs(5);
+
+/// The connection is blocked on `id` until it is accepted or `until`.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    id: MessageId,
+    until: Instant,
+}
 
 /// Token bucket plus the ordering rule. See the module docs.
 #[derive(Debug)]
@@ -19,7 +40,7 @@ pub struct SendGate {
     burst: f64,
     tokens: f64,
     last: Instant,
-    blocked_on: Option<MessageId>,
+    blocked_on: Option<Block>,
 }
 
 impl SendGate {
@@ -41,8 +62,11 @@ impl SendGate {
             return Ok(());
         }
         self.refill(now);
-        if let Some(blocked) = self.blocked_on {
-            if blocked != id {
+        if let Some(block) = self.blocked_on {
+            if now >= block.until {
+                // The client gave up on the blocking id: let others through.
+                self.blocked_on = None;
+            } else if block.id != id {
                 return Err(self.wait_ms());
             }
         }
@@ -51,8 +75,21 @@ impl SendGate {
             self.blocked_on = None;
             Ok(())
         } else {
-            self.blocked_on.get_or_insert(id);
-            Err(self.wait_ms())
+            // Blocked on `id` now: either it is the first refusal, or it is
+            // the blocking id itself, resent too early, which restarts the
+            // clock.
+            let wait = self.wait_ms();
+            let until = now + Duration::from_millis(wait) + BLOCK_GRACE;
+            self.blocked_on = Some(Block { id, until });
+            Err(wait)
+        }
+    }
+
+    /// Lifts the block if it is on `id`: the handler found `id` already
+    /// stored, answered it with its ack, and the client will not resend it.
+    pub fn release(&mut self, id: MessageId) {
+        if self.blocked_on.is_some_and(|b| b.id == id) {
+            self.blocked_on = None;
         }
     }
 
@@ -88,6 +125,36 @@ mod tests {
         assert!(gate.admit(ids[3], t1).is_err());
         assert!(gate.admit(ids[2], t1).is_ok());
         assert!(gate.admit(ids[3], t1).is_ok());
+    }
+
+    #[test]
+    fn block_lapses_when_the_blocking_id_is_not_resent() {
+        let t0 = Instant::now();
+        let mut gate = SendGate::new(10, 1, t0);
+        let (x, y, z) = (MessageId::new(), MessageId::new(), MessageId::new());
+        assert!(gate.admit(x, t0).is_ok());
+        let wait = gate.admit(y, t0).expect_err("bucket is empty");
+        let lapse = Duration::from_millis(wait) + BLOCK_GRACE;
+        // Refusals of other ids do not extend the block.
+        let t1 = t0 + lapse - Duration::from_millis(1);
+        assert!(gate.admit(z, t1).is_err());
+        // y never came back: past the grace, z goes through.
+        assert!(gate.admit(z, t0 + lapse).is_ok());
+    }
+
+    #[test]
+    fn releasing_the_blocking_id_lifts_the_block() {
+        let t0 = Instant::now();
+        let mut gate = SendGate::new(1, 1, t0);
+        let (x, y, z) = (MessageId::new(), MessageId::new(), MessageId::new());
+        assert!(gate.admit(x, t0).is_ok());
+        assert!(gate.admit(y, t0).is_err());
+        let t1 = t0 + Duration::from_millis(1500);
+        // Releasing another id changes nothing; releasing y lifts the block.
+        gate.release(z);
+        assert!(gate.admit(z, t1).is_err());
+        gate.release(y);
+        assert!(gate.admit(z, t1).is_ok());
     }
 
     #[test]

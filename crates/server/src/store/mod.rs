@@ -43,7 +43,8 @@ pub struct SessionRecord {
 /// One write, applied by [`ServerStore::apply_batch`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOp {
-    /// Store a message, unless `(sender, id)` is already stored.
+    /// Store a message, unless `(sender, id)` is already stored (then the
+    /// original is acknowledged) or `id` is another sender's (refused).
     Append {
         /// Author.
         sender: UserId,
@@ -92,8 +93,8 @@ pub enum WriteOutcome {
         /// Whether the mark moved.
         changed: bool,
     },
-    /// The op could not apply (unknown conversation, not a member); the rest
-    /// of the batch is unaffected.
+    /// The op could not apply (unknown conversation, not a member, id used
+    /// by another sender); the rest of the batch is unaffected.
     Rejected(ErrorCode),
 }
 
@@ -148,9 +149,18 @@ pub trait ServerStore: Send + Sync + 'static {
     /// Applies every op in ONE transaction (one fsync), in order, and
     /// returns one outcome per op. Appends deduplicate on `(sender, id)`
     /// for as long as the message exists: a duplicate gets the original
-    /// seq and timestamp with `duplicate: true`. A new message gets the
+    /// seq and timestamp with `duplicate: true`. Ids are unique across
+    /// senders: an append whose id is already stored (or appended earlier
+    /// in the same batch) by another sender is
+    /// `Rejected(ErrorCode::IdConflict)`. A new message gets the
     /// conversation's `last_seq + 1`. `Err` means nothing was stored.
     fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, ServerError>;
+
+    /// The committed message `sender` stored under `id`, as its original
+    /// acknowledgement (`duplicate: true`); `None` if there is none. A read
+    /// for the refusal path: a resend of a stored message is answered with
+    /// its ack rather than refused.
+    fn find_sent(&self, sender: UserId, id: MessageId) -> Result<Option<Appended>, ServerError>;
 
     /// Up to `limit` messages with `seq > after`, in order, with sender names.
     fn messages_after(

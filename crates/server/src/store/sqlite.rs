@@ -60,6 +60,12 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX messages_dedup ON messages(sender, id);
     "#,
+    // 2: message ids are unique across senders; appends look them up by id
+    // alone. Not UNIQUE: a database written before this rule may hold the
+    // same id from two senders, and must still open.
+    r#"
+    CREATE INDEX messages_by_id ON messages(id);
+    "#,
 ];
 
 /// Read-only connections opened next to the writer on a file database.
@@ -200,6 +206,8 @@ fn read_members(
             user: UserId(uuid_at(r, 0)?),
             username: r.get(1)?,
             delivered: seq_of(r.get(2)?),
+            // Read marks are not stored by this server yet.
+            read: Seq::ZERO,
         })
     })?;
     rows.collect()
@@ -252,6 +260,7 @@ fn read_messages(
                 sender_name: r.get(2)?,
                 body: r.get(4)?,
                 server_ts: r.get(5)?,
+                action: None,
             })
         },
     )?;
@@ -270,23 +279,30 @@ fn apply_one(
             conversation,
             body,
         } => {
-            // The dedup lookup sees earlier writes of the same batch too,
-            // since they are in this transaction.
-            let existing: Option<(Uuid, i64, i64)> = tx
+            // One lookup by id decides both dedup and conflict. It sees
+            // earlier writes of the same batch too, since they are in this
+            // transaction. A sender's own copy is preferred, should a
+            // database from before the cross-sender rule hold several.
+            let existing: Option<(Uuid, Uuid, i64, i64)> = tx
                 .prepare_cached(
-                    "SELECT conversation, seq, server_ts FROM messages WHERE sender = ?1 AND id = ?2",
+                    "SELECT sender, conversation, seq, server_ts FROM messages
+                     WHERE id = ?1 ORDER BY sender = ?2 DESC LIMIT 1",
                 )?
-                .query_row(params![sender.0.as_bytes(), id.0.as_bytes()], |r| {
-                    Ok((uuid_at(r, 0)?, r.get(1)?, r.get(2)?))
+                .query_row(params![id.0.as_bytes(), sender.0.as_bytes()], |r| {
+                    Ok((uuid_at(r, 0)?, uuid_at(r, 1)?, r.get(2)?, r.get(3)?))
                 })
                 .optional()?;
-            if let Some((conv, seq, ts)) = existing {
-                return Ok(WriteOutcome::Appended(Appended {
-                    conversation: ConversationId(conv),
-                    seq: seq_of(seq),
-                    server_ts: ts,
-                    duplicate: true,
-                }));
+            match existing {
+                Some((owner, conv, seq, ts)) if owner == sender.0 => {
+                    return Ok(WriteOutcome::Appended(Appended {
+                        conversation: ConversationId(conv),
+                        seq: seq_of(seq),
+                        server_ts: ts,
+                        duplicate: true,
+                    }));
+                }
+                Some(_) => return Ok(WriteOutcome::Rejected(ErrorCode::IdConflict)),
+                None => {}
             }
             let Some(last) = read_last_seq(tx, *conversation)? else {
                 return Ok(WriteOutcome::Rejected(ErrorCode::UnknownConversation));
@@ -498,6 +514,24 @@ impl ServerStore for SqliteStore {
         Ok(outcomes)
     }
 
+    fn find_sent(&self, sender: UserId, id: MessageId) -> Result<Option<Appended>, ServerError> {
+        let conn = self.read_conn();
+        let found = conn
+            .prepare_cached(
+                "SELECT conversation, seq, server_ts FROM messages WHERE sender = ?1 AND id = ?2",
+            )?
+            .query_row(params![sender.0.as_bytes(), id.0.as_bytes()], |r| {
+                Ok(Appended {
+                    conversation: ConversationId(uuid_at(r, 0)?),
+                    seq: seq_of(r.get(1)?),
+                    server_ts: r.get(2)?,
+                    duplicate: true,
+                })
+            })
+            .optional()?;
+        Ok(found)
+    }
+
     fn messages_after(
         &self,
         conversation: ConversationId,
@@ -630,13 +664,77 @@ mod tests {
         assert!(dup.duplicate);
         assert_eq!((dup.seq, dup.server_ts), (first.seq, first.server_ts));
         assert!(appended(&out[2]).duplicate);
-        // The same id from another sender is another message.
-        let other = appended(&store.apply_batch(&[append(b, id, c, "bob's")]).unwrap()[0]);
-        assert!(!other.duplicate);
-        assert_eq!(other.seq, Seq(3));
+        // The same id from another sender is refused, later or in the
+        // same batch as the original, and the rest of the batch applies.
+        let out = store.apply_batch(&[append(b, id, c, "bob's")]).unwrap();
+        assert_eq!(out[0], WriteOutcome::Rejected(ErrorCode::IdConflict));
+        let fresh = MessageId::new();
+        let out = store
+            .apply_batch(&[
+                append(a, fresh, c, "new"),
+                append(b, fresh, c, "shadow"),
+                append(b, MessageId::new(), c, "fine"),
+            ])
+            .unwrap();
+        assert_eq!(appended(&out[0]).seq, Seq(3));
+        assert_eq!(out[1], WriteOutcome::Rejected(ErrorCode::IdConflict));
+        assert_eq!(appended(&out[2]).seq, Seq(4));
         let all = store.messages_after(c, Seq::ZERO, 100).unwrap();
-        assert_eq!(all.len(), 3);
+        assert_eq!(all.len(), 4);
         assert_eq!(all[0].body, "hi");
+        assert_eq!(all[2].body, "new");
+        // The read used on the refusal path finds only the sender's own.
+        let own = store.find_sent(a, id).unwrap().unwrap();
+        assert_eq!((own.seq, own.server_ts), (first.seq, first.server_ts));
+        assert!(store.find_sent(b, id).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_database_with_legacy_cross_sender_duplicates_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let (a, b, c, id) = {
+            // Schema 1 only, with the same id stored by two senders, as an
+            // older server allowed.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            drop(conn);
+            let store = SqliteStore::open(&path).unwrap();
+            let a = store.create_account("alice", "h").unwrap();
+            let b = store.create_account("bob", "h").unwrap();
+            let c = store.create_conversation("t", &[a, b]).unwrap().id;
+            (a, b, c, MessageId::new())
+        };
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute("DROP INDEX messages_by_id", []).unwrap();
+            for (seq, sender) in [(1, a), (2, b)] {
+                conn.execute(
+                    "INSERT INTO messages (conversation, seq, sender, id, body, server_ts)
+                     VALUES (?1, ?2, ?3, ?4, 'old', 1)",
+                    params![c.0.as_bytes(), seq, sender.0.as_bytes(), id.0.as_bytes()],
+                )
+                .unwrap();
+            }
+            conn.execute("UPDATE conversations SET last_seq = 2", [])
+                .unwrap();
+        }
+        // Migration 2 applies (its index is not unique) and each legacy
+        // owner still gets its own original ack; a third sender conflicts.
+        let store = SqliteStore::open(&path).unwrap();
+        let carol = store.create_account("carol", "h").unwrap();
+        let out = store
+            .apply_batch(&[
+                append(b, id, c, "x"),
+                append(a, id, c, "x"),
+                append(carol, id, c, "x"),
+            ])
+            .unwrap();
+        assert_eq!(appended(&out[0]).seq, Seq(2));
+        assert_eq!(appended(&out[1]).seq, Seq(1));
+        assert_eq!(out[2], WriteOutcome::Rejected(ErrorCode::IdConflict));
     }
 
     #[test]
