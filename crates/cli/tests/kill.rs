@@ -263,7 +263,8 @@ fn server_killed_mid_traffic_loses_no_acknowledged_message() {
         send.stderr(),
         send.out
             .iter()
-            .filter(|l| l.contains("failed"))
+            .filter(|l| parse_status_line(l).is_none_or(|s| s.status == "failed"))
+            .chain(send.out.iter().rev().take(3))
             .collect::<Vec<_>>()
     );
     let reached: HashSet<String> = ids_with_status(&send.out, "in-flight")

@@ -221,6 +221,7 @@ impl Syncer {
                 persisted_transmitted: transmitted,
                 on_link: false,
                 transient_refusals: 0,
+                answers_due: 0,
             });
         }
         Syncer {
@@ -338,6 +339,7 @@ impl Syncer {
             persisted_transmitted: transmitted,
             on_link: false,
             transient_refusals: 0,
+            answers_due: 0,
         });
         self.pump(now);
         Ok(id)
@@ -434,6 +436,8 @@ impl Syncer {
                 }));
             }
         }
+        // A fresh connection: nothing is on it yet.
+        self.outbox.link_lost();
         let req = self.take_req();
         self.link = Link::Online(OnlineState {
             list_req: Some(req),
@@ -449,7 +453,7 @@ impl Syncer {
         if matches!(self.link, Link::Stopped) {
             return;
         }
-        self.outbox.reset_link();
+        self.outbox.link_lost();
         for c in self.convs.values_mut() {
             c.sync_req = None;
         }
@@ -580,17 +584,21 @@ impl Syncer {
         let Some(entry) = self.outbox.get_mut(id) else {
             return;
         };
+        entry.answers_due = entry.answers_due.saturating_sub(1);
         if entry.item.status != Status::Sending {
             return;
         }
         if refusal.retryable {
-            if !entry.on_link {
+            if !entry.on_link || entry.answers_due > 0 {
                 // It answers a transmission made before the link was last
                 // reset (collateral of the refusal that paused us, or of an
                 // ack timeout): the message is resent in order anyway. The
                 // link state, not `paused_until`, tells: a pause that has
                 // expired before its timer fired lets new transmissions out,
-                // and their refusals must pause again.
+                // and their refusals must pause again. A refusal that
+                // arrives after the message was transmitted again answers
+                // the older transmission (`answers_due`): counting it would
+                // spend the retry budget on refusals that are not attempts.
                 return;
             }
             entry.transient_refusals += 1;
@@ -918,6 +926,7 @@ impl Syncer {
         let mut newly = Vec::new();
         for e in self.outbox.unsent_mut().take(room) {
             e.on_link = true;
+            e.answers_due += 1;
             if !e.persisted_transmitted {
                 e.persisted_transmitted = true;
                 newly.push(e.item.id);

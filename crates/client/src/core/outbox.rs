@@ -14,6 +14,10 @@ pub(crate) struct Entry {
     pub on_link: bool,
     /// Transient refusals received so far (the retry budget).
     pub transient_refusals: u32,
+    /// Transmissions on the current connection not answered yet. The
+    /// server answers one id's transmissions in order, so a refusal that
+    /// leaves this above zero answers an older transmission: it is stale.
+    pub answers_due: u32,
 }
 
 /// Unconfirmed messages keyed by local order, with an index by id.
@@ -71,6 +75,14 @@ impl Outbox {
             e.on_link = false;
         }
         self.on_link = 0;
+    }
+
+    /// The connection is gone: nothing sent on it will be answered.
+    pub fn link_lost(&mut self) {
+        self.reset_link();
+        for e in self.by_order.values_mut() {
+            e.answers_due = 0;
+        }
     }
 
     /// Sending entries not yet on the link, in send order.

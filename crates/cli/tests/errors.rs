@@ -1,0 +1,129 @@
+//! The CLI's errors: one clear line on stderr and a non-zero exit, and
+//! nothing queued or stored by a command that failed.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use support::*;
+
+/// Checks that a failed command said exactly one line, starting with
+/// `error:` and mentioning every needle, and printed nothing on stdout.
+fn assert_one_line_error(what: &str, out: &Output, needles: &[&str]) {
+    eprintln!("{what}: exit {:?}, stderr {:?}", out.code(), out.stderr);
+    assert!(
+        !out.status.success(),
+        "{what}: exited 0; stdout {:?}",
+        out.stdout
+    );
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: stderr is not one line: {:?}",
+        out.stderr
+    );
+    let line = lines[0];
+    assert!(line.starts_with("error: "), "{what}: {line:?}");
+    for n in needles {
+        assert!(
+            line.to_lowercase().contains(&n.to_lowercase()),
+            "{what}: {line:?} does not mention {n:?}"
+        );
+    }
+    assert!(
+        out.stdout.is_empty(),
+        "{what}: printed on stdout: {:?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn cli_errors_are_one_clear_line_with_a_nonzero_exit() {
+    // A small announced limit: the client must use the server's, not the
+    // default one.
+    let w = World::new(&["--max-body-bytes", "100"]);
+    let a = w.a_dir();
+
+    // send to an unknown conversation title.
+    let out = run(&["send", "no-such-room", "hello", "--data", &a]);
+    assert_one_line_error("send to an unknown title", &out, &["no-such-room"]);
+
+    // login with a wrong password: refused, and no session is stored.
+    let c = w.dir.path().join("carol-device");
+    let c = c.display().to_string();
+    let out = run(&[
+        "login",
+        "alice",
+        "--password",
+        "not-the-password",
+        "--server",
+        &w.server.addr,
+        "--data",
+        &c,
+    ]);
+    assert_one_line_error("login with a wrong password", &out, &["password"]);
+    let out = run(&["conversations", "--data", &c]);
+    assert_one_line_error("a device whose login failed", &out, &["log in"]);
+
+    // A body over the limit counts UTF-8 bytes, not characters: 51 'é'
+    // are 51 characters but 102 bytes.
+    let over = "é".repeat(51);
+    let out = run(&["send", TITLE, &over, "--data", &a]);
+    assert_one_line_error("send over the body limit", &out, &["102", "100"]);
+    assert!(
+        history(&w.a, &w.conv).is_empty(),
+        "a refused body was queued"
+    );
+
+    // An empty body.
+    let out = run(&["send", TITLE, "", "--data", &a]);
+    assert_one_line_error("send an empty body", &out, &["empty"]);
+
+    // Exactly at the limit: accepted, stored byte-identical.
+    let at = "é".repeat(50);
+    let out = run(&[
+        "send",
+        TITLE,
+        &at,
+        "--data",
+        &a,
+        "--until",
+        "in-flight",
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "a body of exactly the limit: {:?} {}",
+        out.stdout,
+        out.stderr
+    );
+    let server = server_messages(&w.server.db_path(), &w.conv);
+    assert_eq!(server.len(), 1, "{server:?}");
+    assert_eq!(server[0].body, at);
+
+    // Registering a taken name.
+    let out = run(&[
+        "register",
+        "alice",
+        "--password",
+        "another-password",
+        "--server",
+        &w.server.addr,
+    ]);
+    assert_one_line_error("register a taken name", &out, &["alice", "taken"]);
+
+    // The server is unreachable: login says so in one line.
+    let out = run(&[
+        "login",
+        "alice",
+        "--password",
+        "password-of-a-test",
+        "--server",
+        "127.0.0.1:1",
+        "--data",
+        &c,
+    ]);
+    assert_one_line_error("login with the server unreachable", &out, &["127.0.0.1:1"]);
+}
