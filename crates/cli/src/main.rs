@@ -47,6 +47,8 @@ enum Command {
     History(commands::tail::HistoryArgs),
     /// Print incoming messages and status changes live.
     Tail(commands::tail::Args),
+    /// Full-screen terminal chat client on the stored session.
+    Tui(commands::tui::Args),
     /// Replay real conversations through a live server and many clients,
     /// with a dropped connection and a server restart, then check the
     /// invariants.
@@ -58,7 +60,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    output::init_tracing(matches!(cli.command, Command::Server(_)));
+    match &cli.command {
+        // stderr belongs to the full-screen client: log to a file instead.
+        Command::Tui(a) => a.init_logging(),
+        c => output::init_tracing(matches!(c, Command::Server(_))),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
             Command::Flush(a) => commands::send::flush(a).await,
             Command::History(a) => commands::tail::history(a).await,
             Command::Tail(a) => commands::tail::run(a).await,
+            Command::Tui(a) => commands::tui::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Bench(a) => bench::run(a).await,
         }

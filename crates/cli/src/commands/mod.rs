@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod send;
 pub mod server;
 pub mod tail;
+pub mod tui;
 
 use anyhow::{bail, Context};
 use chatsync_client::Client;
