@@ -19,6 +19,7 @@ pub fn glyph(status: Status) -> &'static str {
         Status::Sending => "◌",
         Status::InFlight => "✓",
         Status::Success => "✓✓",
+        Status::Read => "✓✓●",
         Status::Failed => "!",
     }
 }
@@ -29,6 +30,7 @@ pub fn name(status: Status) -> &'static str {
         Status::Sending => "sending",
         Status::InFlight => "in-flight",
         Status::Success => "success",
+        Status::Read => "read",
         Status::Failed => "failed",
     }
 }

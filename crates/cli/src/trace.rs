@@ -69,7 +69,7 @@ impl Recorder {
             let slot = match status {
                 Status::Sending => &mut t.visible,
                 Status::InFlight => &mut t.in_flight,
-                Status::Success => {
+                Status::Success | Status::Read => {
                     // Sending → Success directly also passes In-Flight's bar.
                     t.in_flight.get_or_insert(now);
                     &mut t.success

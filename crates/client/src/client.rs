@@ -2,7 +2,7 @@
 
 use crate::core::{Config, Event, Identity, Syncer};
 use crate::driver::connection;
-use crate::driver::{AnswerSlot, Command, Driver};
+use crate::driver::{Act, AnswerSlot, Command, Driver};
 use crate::error::ClientError;
 use crate::model::{ConnectionState, Conversation, Item, TimelineChange};
 use crate::store::{ClientStore, SqliteStore, StoreOp, META_LIMITS};
@@ -282,6 +282,79 @@ impl Client {
         self.call(|reply| Command::CreateConversation {
             title,
             members,
+            reply,
+        })
+        .await
+    }
+
+    /// Edits an own message: the new text shows at once, marked edited.
+    /// Returns the edit's id, or `None` when the message had not left the
+    /// device yet and was rewritten in place.
+    pub async fn edit(
+        &self,
+        message: MessageId,
+        body: impl Into<String>,
+    ) -> Result<Option<MessageId>, ClientError> {
+        let act = Act::Edit(body.into());
+        self.call(|reply| Command::Act {
+            target: message,
+            act,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes an own message: it shows as deleted at once, and its text is
+    /// erased everywhere. Returns the delete's id, or `None` when the message
+    /// had not left the device yet (then nothing ever reaches the server).
+    pub async fn delete(&self, message: MessageId) -> Result<Option<MessageId>, ClientError> {
+        self.call(|reply| Command::Act {
+            target: message,
+            act: Act::Delete,
+            reply,
+        })
+        .await
+    }
+
+    /// Sets (`on`) or removes this account's reaction on a message.
+    pub async fn react(
+        &self,
+        message: MessageId,
+        emoji: &str,
+        on: bool,
+    ) -> Result<MessageId, ClientError> {
+        let act = Act::React {
+            emoji: emoji.to_string(),
+            on,
+        };
+        let id = self
+            .call(|reply| Command::Act {
+                target: message,
+                act,
+                reply,
+            })
+            .await?;
+        id.ok_or_else(|| ClientError::Protocol("a reaction always has an id".into()))
+    }
+
+    /// Marks a conversation read up to `seq` (the newest message shown).
+    pub async fn mark_read(
+        &self,
+        conversation: ConversationId,
+        seq: Seq,
+    ) -> Result<(), ClientError> {
+        self.call(|reply| Command::MarkRead {
+            conversation,
+            seq,
+            reply,
+        })
+        .await
+    }
+
+    /// Messages of others in a conversation above this account's read mark.
+    pub async fn unread(&self, conversation: ConversationId) -> Result<u64, ClientError> {
+        self.call(|reply| Command::Unread {
+            conversation,
             reply,
         })
         .await

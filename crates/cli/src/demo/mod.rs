@@ -153,6 +153,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 while let Some(change) = timeline.changes.recv().await {
                     if let Some((msg, status)) = rec.own_change(&change) {
                         if matches!(status, Status::Success | Status::Failed) {
+                            // (Read comes later, once the recipient reads.)
                             settled.fetch_add(1, Ordering::Relaxed);
                             if verbose {
                                 let t = rec.with(msg, |t| t.clone());
@@ -347,7 +348,7 @@ fn progress(rec: &Recorder, elapsed: Duration, total: usize) {
         let i = match t.statuses.last() {
             Some(Status::Sending) | None => 0,
             Some(Status::InFlight) => 1,
-            Some(Status::Success) => 2,
+            Some(Status::Success | Status::Read) => 2,
             Some(Status::Failed) => 3,
         };
         counts[i] += 1;

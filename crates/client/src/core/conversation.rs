@@ -3,7 +3,7 @@
 
 use crate::model::Conversation;
 use chatsync_protocol::{MemberMarks, MessageId, Seq, UserId};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 #[derive(Debug)]
 pub(crate) struct ConvState {
@@ -12,8 +12,15 @@ pub(crate) struct ConvState {
     pub above: BTreeSet<Seq>,
     /// The `sync` request in flight on the current connection.
     pub sync_req: Option<u64>,
-    /// Own messages In-Flight, by sequence number.
-    pub in_flight_own: BTreeMap<Seq, MessageId>,
+    /// Own rows In-Flight (waiting for delivery), by sequence number, with
+    /// whether each is an action (actions stop at Success).
+    pub in_flight_own: BTreeMap<Seq, (MessageId, bool)>,
+    /// Own messages at Success, waiting for every other member to read them.
+    pub unread_own: BTreeMap<Seq, MessageId>,
+    /// The read mark last sent to the server.
+    pub read_reported: Seq,
+    /// Messages targeted by actions that arrived before them (out of order).
+    pub early_targets: HashSet<MessageId>,
     /// Cursor last reported to the server with `received`.
     pub reported: Seq,
 }
@@ -26,6 +33,9 @@ impl ConvState {
             above: BTreeSet::new(),
             sync_req: None,
             in_flight_own: BTreeMap::new(),
+            unread_own: BTreeMap::new(),
+            read_reported: Seq::ZERO,
+            early_targets: HashSet::new(),
         }
     }
 
@@ -70,24 +80,71 @@ impl ConvState {
         )
     }
 
-    /// Merges one member's marks (they only move forward).
+    /// Highest sequence every member other than `me` has read, or `None`
+    /// when the member list is not known.
+    pub fn read_by_others(&self, me: UserId) -> Option<Seq> {
+        if !self.info.members.iter().any(|m| m.user == me) {
+            return None;
+        }
+        Some(
+            self.info
+                .members
+                .iter()
+                .filter(|m| m.user != me)
+                .map(|m| m.read)
+                .min()
+                .unwrap_or(Seq(u64::MAX)),
+        )
+    }
+
+    /// This account's own read mark.
+    pub fn my_read(&self, me: UserId) -> Seq {
+        self.info
+            .members
+            .iter()
+            .find(|m| m.user == me)
+            .map_or(Seq::ZERO, |m| m.read)
+    }
+
+    /// Merges one member's marks (each only moves forward).
     pub fn merge_marks(&mut self, marks: &MemberMarks) {
         match self.info.members.iter_mut().find(|m| m.user == marks.user) {
-            Some(m) => m.delivered = m.delivered.max(marks.delivered),
+            Some(m) => {
+                m.delivered = m.delivered.max(marks.delivered);
+                m.read = m.read.max(marks.read);
+            }
             None => self.info.members.push(marks.clone()),
         }
     }
 
-    /// Own In-Flight messages now delivered to every other member.
-    pub fn take_delivered(&mut self, me: UserId) -> Vec<MessageId> {
+    /// Own In-Flight rows now delivered to every other member, with whether
+    /// each is an action.
+    pub fn take_delivered(&mut self, me: UserId) -> Vec<(MessageId, bool, Seq)> {
         let Some(upto) = self.delivered_to_others(me) else {
             return Vec::new();
         };
-        let rest = match upto.0.checked_add(1) {
-            Some(next) => self.in_flight_own.split_off(&Seq(next)),
-            None => Default::default(),
-        };
-        let done = std::mem::replace(&mut self.in_flight_own, rest);
-        done.into_values().collect()
+        take_upto(&mut self.in_flight_own, upto)
+            .into_iter()
+            .map(|(seq, (id, action))| (id, action, seq))
+            .collect()
     }
+
+    /// Own Success messages now read by every other member.
+    pub fn take_read(&mut self, me: UserId) -> Vec<MessageId> {
+        let Some(upto) = self.read_by_others(me) else {
+            return Vec::new();
+        };
+        take_upto(&mut self.unread_own, upto)
+            .into_values()
+            .collect()
+    }
+}
+
+/// Removes and returns the entries with a key up to `upto`, inclusive.
+fn take_upto<V>(map: &mut BTreeMap<Seq, V>, upto: Seq) -> BTreeMap<Seq, V> {
+    let rest = match upto.0.checked_add(1) {
+        Some(next) => map.split_off(&Seq(next)),
+        None => BTreeMap::new(),
+    };
+    std::mem::replace(map, rest)
 }

@@ -33,8 +33,8 @@ pub use backoff::Backoff;
 use crate::model::{ConnectionState, Conversation, Failure, Item, Status, TimelineChange};
 use crate::store::{LoadedState, StoreOp};
 use chatsync_protocol::{
-    check_body, ClientFrame, ConversationId, ConversationInfo, ErrorCode, Limits, MemberMarks,
-    MessageId, Refusal, Seq, ServerFrame, UserId, WireMessage,
+    check_send, ActionKind, ActionRef, ClientFrame, ConversationId, ConversationInfo, ErrorCode,
+    Limits, MemberMarks, MessageId, Refusal, Seq, ServerFrame, UserId, WireMessage,
 };
 use conversation::ConvState;
 use outbox::{Entry, Outbox};
@@ -99,6 +99,16 @@ pub enum Output {
         /// Change.
         change: TimelineChange,
     },
+    /// The message `id` of `conversation` looks different now (one of its
+    /// actions was queued, confirmed or refused): the driver re-reads it
+    /// from storage, after the store writes, and publishes it as
+    /// [`TimelineChange::Upserted`].
+    Touched {
+        /// Conversation.
+        conversation: ConversationId,
+        /// The message (never an action).
+        id: MessageId,
+    },
     /// Open a connection now.
     Connect,
     /// Something the app may want to know.
@@ -151,6 +161,15 @@ pub enum ActionError {
     /// The request needs a connection.
     #[error("not connected to the server")]
     Offline,
+    /// Only the author of a message may edit or delete it.
+    #[error("only the author of a message may edit or delete it")]
+    NotAuthor,
+    /// The message was deleted.
+    #[error("the message was deleted")]
+    Deleted,
+    /// Actions apply to messages, not to other actions.
+    #[error("{0} is an action, not a message")]
+    NotAMessage(MessageId),
 }
 
 #[derive(Debug)]
@@ -209,9 +228,21 @@ impl Syncer {
             c.reported = c.info.cursor;
             convs.insert(c.info.id, c);
         }
+        for c in convs.values_mut() {
+            c.read_reported = c.my_read(me.user);
+        }
         for item in state.in_flight {
             if let (Some(seq), Some(c)) = (item.seq, convs.get_mut(&item.conversation)) {
-                c.in_flight_own.insert(seq, item.id);
+                match item.status {
+                    Status::InFlight => {
+                        c.in_flight_own
+                            .insert(seq, (item.id, item.action.is_some()));
+                    }
+                    Status::Success if item.action.is_none() => {
+                        c.unread_own.insert(seq, item.id);
+                    }
+                    _ => {}
+                }
             }
         }
         let mut outbox = Outbox::default();
@@ -305,27 +336,279 @@ impl Syncer {
         id: MessageId,
         created_at: i64,
     ) -> Result<MessageId, ActionError> {
-        if let Err((code, message)) = check_body(&body, &self.limits) {
+        self.enqueue(now, conversation, body, None, id, created_at)
+    }
+
+    /// Edits an own message. `target` is the message as stored. A message
+    /// that never left this device (not yet transmitted, or Failed) is
+    /// rewritten in place and `None` is returned; otherwise an edit action
+    /// is queued behind it and its id returned. A queued edit that has not
+    /// left yet is rewritten instead of queuing another.
+    pub fn edit(
+        &mut self,
+        now: Instant,
+        target: &Item,
+        body: String,
+        id: MessageId,
+        created_at: i64,
+    ) -> Result<Option<MessageId>, ActionError> {
+        self.check_target(target, true)?;
+        if let Err((code, message)) = check_send(&body, None, &self.limits) {
+            return Err(ActionError::InvalidBody { code, message });
+        }
+        if self.still_local(target.id) {
+            let entry = self
+                .outbox
+                .get_mut(target.id)
+                .ok_or(ActionError::NotFound(target.id))?;
+            entry.item.body.clone_from(&body);
+            let item = entry.item.clone();
+            self.out.push_back(Output::Store(StoreOp::UpdateOutgoing {
+                id: target.id,
+                body,
+                action: None,
+            }));
+            self.timeline(item.conversation, TimelineChange::Upserted(item));
+            return Ok(None);
+        }
+        let action = ActionRef {
+            target: target.id,
+            kind: ActionKind::Edit,
+        };
+        if let Some(queued) = self.queued_action(target.id, |a, _| a.kind == ActionKind::Edit) {
+            self.rewrite_action(queued, body, action);
+            return Ok(Some(queued));
+        }
+        self.enqueue(now, target.conversation, body, Some(action), id, created_at)
+            .map(Some)
+    }
+
+    /// Deletes an own message. One that never left this device is removed
+    /// for good (nothing ever reaches the server) and `None` is returned;
+    /// otherwise a delete action is queued behind it and its id returned.
+    pub fn delete(
+        &mut self,
+        now: Instant,
+        target: &Item,
+        id: MessageId,
+        created_at: i64,
+    ) -> Result<Option<MessageId>, ActionError> {
+        self.check_target(target, true)?;
+        if self.still_local(target.id) {
+            // Queued actions on it go with it.
+            let doomed: Vec<MessageId> = self
+                .outbox
+                .iter()
+                .filter(|e| {
+                    e.item
+                        .action
+                        .as_ref()
+                        .is_some_and(|a| a.target == target.id)
+                })
+                .map(|e| e.item.id)
+                .chain([target.id])
+                .collect();
+            for d in doomed {
+                self.outbox.remove(d);
+                self.out.push_back(Output::Store(StoreOp::Remove(d)));
+            }
+            self.timeline(target.conversation, TimelineChange::Removed(target.id));
+            return Ok(None);
+        }
+        let action = ActionRef {
+            target: target.id,
+            kind: ActionKind::Delete,
+        };
+        self.enqueue(
+            now,
+            target.conversation,
+            String::new(),
+            Some(action),
+            id,
+            created_at,
+        )
+        .map(Some)
+    }
+
+    /// Sets (`on`) or removes this account's reaction `emoji` on any
+    /// message. A toggle of the same emoji still queued and not yet
+    /// transmitted is rewritten rather than followed by another one.
+    pub fn react(
+        &mut self,
+        now: Instant,
+        target: &Item,
+        emoji: String,
+        on: bool,
+        id: MessageId,
+        created_at: i64,
+    ) -> Result<MessageId, ActionError> {
+        self.check_target(target, false)?;
+        let action = ActionRef {
+            target: target.id,
+            kind: ActionKind::React { on },
+        };
+        if let Err((code, message)) = check_send(&emoji, Some(&action), &self.limits) {
+            return Err(ActionError::InvalidBody { code, message });
+        }
+        if let Some(queued) = self.queued_action(target.id, |a, body| {
+            matches!(a.kind, ActionKind::React { .. }) && body == emoji
+        }) {
+            self.rewrite_action(queued, emoji, action);
+            return Ok(queued);
+        }
+        self.enqueue(
+            now,
+            target.conversation,
+            emoji,
+            Some(action),
+            id,
+            created_at,
+        )
+    }
+
+    /// Marks `conversation` read up to `seq` for this account. Only ever
+    /// moves the mark forward; sent at once when online, else on the next
+    /// connection (collapsed to the highest mark).
+    pub fn mark_read(&mut self, conversation: ConversationId, seq: Seq) -> Result<(), ActionError> {
+        let me = self.me.user;
+        let conv = self
+            .convs
+            .get_mut(&conversation)
+            .ok_or(ActionError::UnknownConversation(conversation))?;
+        let seq = seq.min(conv.info.last_seq.max(conv.info.cursor));
+        if seq <= conv.my_read(me) {
+            return Ok(());
+        }
+        let mut marks = conv
+            .info
+            .members
+            .iter()
+            .find(|m| m.user == me)
+            .cloned()
+            .unwrap_or(MemberMarks {
+                user: me,
+                username: self.me.username.clone(),
+                delivered: Seq::ZERO,
+                read: Seq::ZERO,
+            });
+        marks.read = seq;
+        marks.delivered = marks.delivered.max(seq);
+        conv.merge_marks(&marks);
+        self.out.push_back(Output::Store(StoreOp::SetMarks {
+            conversation,
+            marks,
+        }));
+        self.report_read(conversation);
+        Ok(())
+    }
+
+    fn check_target(&self, target: &Item, author_only: bool) -> Result<(), ActionError> {
+        if target.action.is_some() {
+            return Err(ActionError::NotAMessage(target.id));
+        }
+        if author_only && target.sender != self.me.user {
+            return Err(ActionError::NotAuthor);
+        }
+        if target.deleted {
+            return Err(ActionError::Deleted);
+        }
+        if !self.convs.contains_key(&target.conversation) {
+            return Err(ActionError::UnknownConversation(target.conversation));
+        }
+        Ok(())
+    }
+
+    /// Whether an own message is queued and certainly not on the server:
+    /// Failed, or Sending and never transmitted.
+    fn still_local(&self, id: MessageId) -> bool {
+        self.outbox.get(id).is_some_and(|e| {
+            e.item.status == Status::Failed || (!e.persisted_transmitted && !e.on_link)
+        })
+    }
+
+    /// A queued action on `target`, Sending and never transmitted, that
+    /// `matches`.
+    fn queued_action(
+        &self,
+        target: MessageId,
+        matches: impl Fn(&ActionRef, &str) -> bool,
+    ) -> Option<MessageId> {
+        self.outbox
+            .iter()
+            .filter(|e| e.item.status == Status::Sending && !e.persisted_transmitted && !e.on_link)
+            .find(|e| {
+                e.item
+                    .action
+                    .as_ref()
+                    .is_some_and(|a| a.target == target && matches(a, &e.item.body))
+            })
+            .map(|e| e.item.id)
+    }
+
+    fn rewrite_action(&mut self, id: MessageId, body: String, action: ActionRef) {
+        let Some(entry) = self.outbox.get_mut(id) else {
+            return;
+        };
+        entry.item.body.clone_from(&body);
+        entry.item.action = Some(action.clone());
+        let conversation = entry.item.conversation;
+        self.out.push_back(Output::Store(StoreOp::UpdateOutgoing {
+            id,
+            body,
+            action: Some(action.clone()),
+        }));
+        self.touched(conversation, action.target);
+    }
+
+    /// Sends the read mark of `conversation` when it is ahead of what the
+    /// server was told.
+    fn report_read(&mut self, conversation: ConversationId) {
+        let online = self.is_online();
+        let me = self.me.user;
+        let Some(conv) = self.convs.get_mut(&conversation) else {
+            return;
+        };
+        let mine = conv.my_read(me);
+        if online && mine > conv.read_reported {
+            conv.read_reported = mine;
+            self.transmit(ClientFrame::Read {
+                conversation,
+                seq: mine,
+            });
+        }
+    }
+
+    /// Queues a new message or action.
+    fn enqueue(
+        &mut self,
+        now: Instant,
+        conversation: ConversationId,
+        body: String,
+        action: Option<ActionRef>,
+        id: MessageId,
+        created_at: i64,
+    ) -> Result<MessageId, ActionError> {
+        if let Err((code, message)) = check_send(&body, action.as_ref(), &self.limits) {
             return Err(ActionError::InvalidBody { code, message });
         }
         if !self.convs.contains_key(&conversation) {
             return Err(ActionError::UnknownConversation(conversation));
         }
         let local_seq = self.take_local_seq();
-        let item = Item {
+        let mut item = Item::message(
             id,
             conversation,
-            sender: self.me.user,
-            sender_name: self.me.username.clone(),
+            self.me.user,
+            self.me.username.clone(),
             body,
-            own: true,
-            status: Status::Sending,
-            seq: None,
+            true,
+            Status::Sending,
+            None,
             local_seq,
             created_at,
-            server_ts: None,
-            failure: None,
-        };
+            None,
+        );
+        item.action = action;
         // When it will leave on this very drain, record that in the insert
         // itself rather than with a second write.
         let transmitted = self.can_transmit(now) && !self.outbox.has_unsent();
@@ -333,7 +616,7 @@ impl Syncer {
             item: item.clone(),
             transmitted,
         }));
-        self.timeline(conversation, TimelineChange::Upserted(item.clone()));
+        self.show(&item, TimelineChange::Upserted(item.clone()));
         self.outbox.insert(Entry {
             item,
             persisted_transmitted: transmitted,
@@ -363,7 +646,7 @@ impl Syncer {
         let item = entry.item.clone();
         self.out
             .push_back(Output::Store(StoreOp::Requeue { id, local_seq }));
-        self.timeline(item.conversation, TimelineChange::Upserted(item));
+        self.show(&item, TimelineChange::Upserted(item.clone()));
         self.pump(now);
         Ok(())
     }
@@ -375,10 +658,10 @@ impl Syncer {
         if entry.item.status != Status::Failed && may_be_on_server {
             return Err(ActionError::AlreadyTransmitted(id));
         }
-        let conversation = entry.item.conversation;
+        let item = entry.item.clone();
         self.outbox.remove(id);
         self.out.push_back(Output::Store(StoreOp::Remove(id)));
-        self.timeline(conversation, TimelineChange::Removed(id));
+        self.show(&item, TimelineChange::Removed(id));
         Ok(())
     }
 
@@ -573,6 +856,7 @@ impl Syncer {
             sender_name: self.me.username.clone(),
             body: entry.item.body.clone(),
             server_ts,
+            action: entry.item.action.clone(),
         };
         self.on_confirmed(now, wire);
         self.after_stored(conversation);
@@ -630,14 +914,16 @@ impl Syncer {
         };
         entry.item.status = Status::Failed;
         entry.item.failure = Some(failure.clone());
-        let conversation = entry.item.conversation;
+        let item = entry.item.clone();
         self.outbox.clear_on_link(id);
         self.out.push_back(Output::Store(StoreOp::SetFailed {
             id,
             failure: failure.clone(),
         }));
-        self.timeline(
-            conversation,
+        // A refused action disappears from the message's look (rolled back)
+        // and shows as a failed pending action on it.
+        self.show(
+            &item,
             TimelineChange::StatusChanged {
                 id,
                 status: Status::Failed,
@@ -669,36 +955,58 @@ impl Syncer {
         if conv.has(msg.seq) && from_outbox.is_none() {
             return;
         }
+        let is_action = msg.action.is_some();
         let delivered = conv.delivered_to_others(me).is_some_and(|d| d >= msg.seq);
-        let status = if !own || delivered {
+        let read = conv.read_by_others(me).is_some_and(|r| r >= msg.seq);
+        let status = if !own {
+            Status::Success
+        } else if read && !is_action {
+            Status::Read
+        } else if delivered {
+            if !is_action {
+                conv.unread_own.insert(msg.seq, msg.id);
+            }
             Status::Success
         } else {
-            conv.in_flight_own.insert(msg.seq, msg.id);
+            conv.in_flight_own.insert(msg.seq, (msg.id, is_action));
             Status::InFlight
         };
         let (local_seq, created_at) = match &from_outbox {
             Some(e) => (e.item.local_seq, e.item.created_at),
             None => (0, msg.server_ts),
         };
-        let item = Item {
-            id: msg.id,
-            conversation: msg.conversation,
-            sender: msg.sender,
-            sender_name: msg.sender_name,
-            body: msg.body,
+        let mut item = Item::message(
+            msg.id,
+            msg.conversation,
+            msg.sender,
+            msg.sender_name,
+            msg.body,
             own,
             status,
-            seq: Some(msg.seq),
+            Some(msg.seq),
             local_seq,
             created_at,
-            server_ts: Some(msg.server_ts),
-            failure: None,
+            Some(msg.server_ts),
+        );
+        item.action = msg.action;
+        // An action stored ahead of a gap may target a message that is not
+        // here yet; that message must then be shown as storage folds it.
+        let early = match &item.action {
+            Some(a) if msg.seq > conv.info.cursor.next() => {
+                conv.early_targets.insert(a.target);
+                false
+            }
+            Some(_) => false,
+            None => conv.early_targets.remove(&item.id),
         };
         conv.stored(msg.seq);
-        let conversation = item.conversation;
         self.out
             .push_back(Output::Store(StoreOp::UpsertConfirmed(item.clone())));
-        self.timeline(conversation, TimelineChange::Upserted(item));
+        match &item.action {
+            Some(a) => self.touched(item.conversation, a.target),
+            None if early => self.touched(item.conversation, item.id),
+            None => self.timeline(item.conversation, TimelineChange::Upserted(item.clone())),
+        }
         if from_outbox.is_some() {
             self.rearm_ack_deadline(now);
         }
@@ -841,14 +1149,15 @@ impl Syncer {
         conv.info.last_seq = conv.info.last_seq.max(info.last_seq);
         // The server may have missed our last `received` (lost with a
         // connection): report the cursor again when it is behind.
-        let mine = info
-            .members
-            .iter()
-            .find(|m| m.user == self.me.user)
-            .map(|m| m.delivered)
-            .unwrap_or(Seq::ZERO);
-        if mine < conv.info.cursor {
+        let server_mine = info.members.iter().find(|m| m.user == self.me.user);
+        let (delivered, read) =
+            server_mine.map_or((Seq::ZERO, Seq::ZERO), |m| (m.delivered, m.read));
+        if delivered < conv.info.cursor {
             conv.reported = Seq::ZERO;
+        }
+        // Likewise a read mark made offline or lost with a connection.
+        if read < conv.my_read(self.me.user) {
+            conv.read_reported = read;
         }
         self.out
             .push_back(Output::Store(StoreOp::UpsertConversation {
@@ -859,28 +1168,44 @@ impl Syncer {
             }));
         self.settle_delivered(id);
         self.after_stored(id);
+        self.report_read(id);
         self.event(Event::ConversationUpdated(id));
     }
 
-    /// Moves own In-Flight messages that every other member now has to Success.
+    /// Moves own In-Flight rows that every other member now has to Success,
+    /// and own messages every other member has read to Read.
     fn settle_delivered(&mut self, conversation: ConversationId) {
         let me = self.me.user;
         let Some(conv) = self.convs.get_mut(&conversation) else {
             return;
         };
-        for id in conv.take_delivered(me) {
-            self.out.push_back(Output::Store(StoreOp::SetStatus {
-                id,
-                status: Status::Success,
-            }));
-            self.timeline(
-                conversation,
-                TimelineChange::StatusChanged {
-                    id,
-                    status: Status::Success,
-                    failure: None,
-                },
-            );
+        let delivered = conv.take_delivered(me);
+        for &(id, is_action, seq) in &delivered {
+            if !is_action {
+                conv.unread_own.insert(seq, id);
+            }
+        }
+        let read = conv.take_read(me);
+        let mut changes = Vec::new();
+        for (id, is_action, _) in delivered {
+            if is_action || !read.contains(&id) {
+                changes.push((id, is_action, Status::Success));
+            }
+        }
+        changes.extend(read.into_iter().map(|id| (id, false, Status::Read)));
+        for (id, is_action, status) in changes {
+            self.out
+                .push_back(Output::Store(StoreOp::SetStatus { id, status }));
+            if !is_action {
+                self.timeline(
+                    conversation,
+                    TimelineChange::StatusChanged {
+                        id,
+                        status,
+                        failure: None,
+                    },
+                );
+            }
         }
     }
 
@@ -935,6 +1260,7 @@ impl Syncer {
                 id: e.item.id,
                 conversation: e.item.conversation,
                 body: e.item.body.clone(),
+                action: e.item.action.clone(),
             });
         }
         if frames.is_empty() {
@@ -970,6 +1296,19 @@ impl Syncer {
 
     fn transmit(&mut self, frame: ClientFrame) {
         self.out.push_back(Output::Transmit(frame));
+    }
+
+    /// Publishes a change of an own row: as itself for a message, as a
+    /// change of its target for an action.
+    fn show(&mut self, item: &Item, change: TimelineChange) {
+        match &item.action {
+            Some(a) => self.touched(item.conversation, a.target),
+            None => self.timeline(item.conversation, change),
+        }
+    }
+
+    fn touched(&mut self, conversation: ConversationId, id: MessageId) {
+        self.out.push_back(Output::Touched { conversation, id });
     }
 
     fn timeline(&mut self, conversation: ConversationId, change: TimelineChange) {

@@ -74,6 +74,20 @@ pub(crate) enum Command {
     Sending {
         reply: Reply<Vec<MessageId>>,
     },
+    Act {
+        target: MessageId,
+        act: Act,
+        reply: Reply<Option<MessageId>>,
+    },
+    MarkRead {
+        conversation: ConversationId,
+        seq: Seq,
+        reply: Reply<()>,
+    },
+    Unread {
+        conversation: ConversationId,
+        reply: Reply<u64>,
+    },
     /// Raises this device's local "seen up to" mark of a conversation.
     MarkSeen {
         conversation: ConversationId,
@@ -88,6 +102,13 @@ pub(crate) enum Command {
     ReconnectNow,
     /// Drops the connection as if the network failed (tests, chaos).
     DropConnection,
+}
+
+/// An action on a message.
+pub(crate) enum Act {
+    Edit(String),
+    Delete,
+    React { emoji: String, on: bool },
 }
 
 /// Everything the driver task owns.
@@ -242,6 +263,40 @@ impl<S: ClientStore> Driver<S> {
                     let _ = reply.send(Err(e.into()));
                 }
             },
+            Command::Act { target, act, reply } => {
+                let r = self.act(now, target, act);
+                match r {
+                    Ok(id) => {
+                        let frames = self.apply_outputs()?;
+                        let _ = reply.send(Ok(id));
+                        let _ = self.transmit(frames).await;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::MarkRead {
+                conversation,
+                seq,
+                reply,
+            } => {
+                let r = self.core.mark_read(conversation, seq).map_err(Into::into);
+                let _ = reply.send(r);
+            }
+            Command::Unread {
+                conversation,
+                reply,
+            } => {
+                let me = self.core.identity().user;
+                let after = self
+                    .core
+                    .conversations()
+                    .find(|c| c.id == conversation)
+                    .and_then(|c| c.members.iter().find(|m| m.user == me))
+                    .map_or(Seq::ZERO, |m| m.read);
+                let _ = reply.send(self.store.unread(conversation, after).map_err(Into::into));
+            }
             Command::Sending { reply } => {
                 let _ = reply.send(Ok(self.core.sending()));
             }
@@ -267,6 +322,25 @@ impl<S: ClientStore> Driver<S> {
             }
         }
         self.flush().await
+    }
+
+    fn act(
+        &mut self,
+        now: Instant,
+        target: MessageId,
+        act: Act,
+    ) -> Result<Option<MessageId>, ClientError> {
+        let item = self
+            .store
+            .item(target)?
+            .ok_or(crate::core::ActionError::NotFound(target))?;
+        let id = MessageId::new();
+        let at = now_ms();
+        Ok(match act {
+            Act::Edit(body) => self.core.edit(now, &item, body, id, at)?,
+            Act::Delete => self.core.delete(now, &item, id, at)?,
+            Act::React { emoji, on } => Some(self.core.react(now, &item, emoji, on, id, at)?),
+        })
     }
 
     async fn on_ws(
@@ -361,7 +435,7 @@ impl<S: ClientStore> Driver<S> {
     fn apply_outputs(&mut self) -> Result<Vec<ClientFrame>, ClientError> {
         let mut ops: Vec<StoreOp> = Vec::new();
         let mut frames = Vec::new();
-        let mut changes = Vec::new();
+        let mut changes: Vec<(ConversationId, Option<TimelineChange>, MessageId)> = Vec::new();
         let mut events = Vec::new();
         let mut connect = false;
         while let Some(out) = self.core.poll_output() {
@@ -371,7 +445,8 @@ impl<S: ClientStore> Driver<S> {
                 Output::Timeline {
                     conversation,
                     change,
-                } => changes.push((conversation, change)),
+                } => changes.push((conversation, Some(change), MessageId(uuid::Uuid::nil()))),
+                Output::Touched { conversation, id } => changes.push((conversation, None, id)),
                 Output::Connect => connect = true,
                 Output::Event(e) => events.push(e),
             }
@@ -379,10 +454,21 @@ impl<S: ClientStore> Driver<S> {
         if !ops.is_empty() {
             self.store.apply(&ops)?;
         }
-        for (conversation, change) in changes {
-            if let Some(subs) = self.subscribers.get_mut(&conversation) {
-                subs.retain(|tx| tx.send(change.clone()).is_ok());
-            }
+        let mut reread = std::collections::HashSet::new();
+        for (conversation, change, touched) in changes {
+            let Some(subs) = self.subscribers.get_mut(&conversation) else {
+                continue; // nobody watches: no need to read anything back
+            };
+            let change = match change {
+                Some(c) => c,
+                // Shown as storage folds it (actions applied, pending on top).
+                None if reread.insert(touched) => match self.store.item(touched)? {
+                    Some(item) if item.action.is_none() => TimelineChange::Upserted(item),
+                    _ => continue,
+                },
+                None => continue,
+            };
+            subs.retain(|tx| tx.send(change.clone()).is_ok());
         }
         for e in events {
             self.on_event(&e);
