@@ -7,11 +7,14 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use chatsync_client::model::{PendingAction, Reaction};
 use chatsync_client::store::{
     ClientStore, LoadedState, MemoryStore, SqliteStore, StoreError, StoreOp,
 };
 use chatsync_client::{Conversation, Failure, Item, Status};
-use chatsync_protocol::{ConversationId, ErrorCode, MemberMarks, MessageId, Seq, UserId};
+use chatsync_protocol::{
+    ActionKind, ActionRef, ConversationId, ErrorCode, MemberMarks, MessageId, Seq, UserId,
+};
 use proptest::prelude::*;
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -30,40 +33,126 @@ fn user(n: u128) -> UserId {
     UserId(Uuid::from_u128(0xb0 << 64 | n))
 }
 
-/// An own message as `send` stores it: Sending, no seq.
+/// An own message as `send` stores it: Sending, no seq. This account is
+/// `user(1)`.
 fn outgoing(id: MessageId, c: ConversationId, local_seq: u64, body: &str) -> Item {
-    Item {
+    Item::message(
         id,
-        conversation: c,
-        sender: user(1),
-        sender_name: "me".into(),
-        body: body.into(),
-        own: true,
-        status: Status::Sending,
-        seq: None,
+        c,
+        user(1),
+        "me".into(),
+        body.into(),
+        true,
+        Status::Sending,
+        None,
         local_seq,
-        created_at: 1_700_000_000_000 + local_seq as i64,
-        server_ts: None,
-        failure: None,
+        1_700_000_000_000 + local_seq as i64,
+        None,
+    )
+}
+
+/// Someone else's (`user(2)`'s) message as catch-up stores it.
+fn incoming(id: MessageId, c: ConversationId, seq: u64, body: &str) -> Item {
+    Item::message(
+        id,
+        c,
+        user(2),
+        "them".into(),
+        body.into(),
+        false,
+        Status::Success,
+        Some(Seq(seq)),
+        0,
+        1_600_000_000_000,
+        Some(1_700_000_000_000 + seq as i64),
+    )
+}
+
+/// `item` made an action on `target`.
+fn acting(mut item: Item, target: MessageId, kind: ActionKind) -> Item {
+    item.action = Some(ActionRef { target, kind });
+    item
+}
+
+/// An own action as `edit`, `delete` or `react` stores it: Sending.
+fn own_action(
+    id: MessageId,
+    c: ConversationId,
+    local_seq: u64,
+    target: MessageId,
+    kind: ActionKind,
+    body: &str,
+) -> Item {
+    acting(outgoing(id, c, local_seq, body), target, kind)
+}
+
+/// A confirmed action of `user(from)` (this account when `from` is 1).
+fn confirmed_action(
+    id: MessageId,
+    c: ConversationId,
+    seq: u64,
+    from: u128,
+    target: MessageId,
+    kind: ActionKind,
+    body: &str,
+) -> Item {
+    let mut item = incoming(id, c, seq, body);
+    item.sender = user(from);
+    item.sender_name = format!("user{from}");
+    item.own = from == 1;
+    acting(item, target, kind)
+}
+
+const ON: ActionKind = ActionKind::React { on: true };
+const OFF: ActionKind = ActionKind::React { on: false };
+
+/// A message as shown after edits and deletes, from the stored one.
+fn shown_as(item: &Item, body: &str, edited: bool, deleted: bool) -> Item {
+    Item {
+        body: body.into(),
+        edited,
+        deleted,
+        ..item.clone()
     }
 }
 
-/// Someone else's message as catch-up stores it.
-fn incoming(id: MessageId, c: ConversationId, seq: u64, body: &str) -> Item {
-    Item {
-        id,
-        conversation: c,
-        sender: user(2),
-        sender_name: "them".into(),
-        body: body.into(),
-        own: false,
-        status: Status::Success,
-        seq: Some(Seq(seq)),
-        local_seq: 0,
-        created_at: 1_600_000_000_000,
-        server_ts: Some(1_700_000_000_000 + seq as i64),
-        failure: None,
+fn pending(item: &Item, failure: Option<Failure>) -> PendingAction {
+    PendingAction {
+        id: item.id,
+        kind: item.action.as_ref().unwrap().kind,
+        body: item.body.clone(),
+        status: if failure.is_some() {
+            Status::Failed
+        } else {
+            item.status
+        },
+        failure,
     }
+}
+
+fn reaction(emoji: &str, users: &[u128]) -> Reaction {
+    Reaction {
+        emoji: emoji.into(),
+        users: users.iter().map(|u| user(*u)).collect(),
+    }
+}
+
+fn upsert(item: &Item) -> StoreOp {
+    StoreOp::UpsertConfirmed(item.clone())
+}
+
+fn set_status(id: MessageId, status: Status) -> StoreOp {
+    StoreOp::SetStatus { id, status }
+}
+
+/// The one message of a conversation's timeline, as shown.
+fn only<S: ClientStore>(store: &S, c: ConversationId) -> Item {
+    let mut tl = store.timeline(c, None, 100).unwrap();
+    assert_eq!(tl.len(), 1, "{tl:?}");
+    let item = tl.remove(0);
+    // `item` shows a message exactly as the timeline does.
+    assert_eq!(store.item(item.id).unwrap().as_ref(), Some(&item));
+    item
 }
 
 /// `item` as the server's acknowledgement describes it.
@@ -85,10 +174,15 @@ fn failure() -> Failure {
 }
 
 fn marks(u: u128, delivered: u64) -> MemberMarks {
+    marks_read(u, delivered, 0)
+}
+
+fn marks_read(u: u128, delivered: u64, read: u64) -> MemberMarks {
     MemberMarks {
         user: user(u),
         username: format!("user{u}"),
         delivered: Seq(delivered),
+        read: Seq(read),
     }
 }
 
@@ -213,12 +307,10 @@ fn check_upsert_confirmed_moves_outgoing_to_in_flight<S: ClientStore>(make: impl
     // max_local_seq still counts confirmed messages.
     assert_eq!(st.max_local_seq, 3);
 
-    // Success leaves in_flight.
-    s.apply(&[StoreOp::SetStatus {
-        id: b.id,
-        status: Status::Success,
-    }])
-    .unwrap();
+    // Success stays in in_flight (it waits for Read); Read leaves it.
+    s.apply(&[set_status(b.id, Status::Success)]).unwrap();
+    assert_eq!(ids(&s.load().unwrap().in_flight), vec![c.id, b.id]);
+    s.apply(&[set_status(b.id, Status::Read)]).unwrap();
     assert_eq!(ids(&s.load().unwrap().in_flight), vec![c.id]);
 
     // An incoming message inserted by UpsertConfirmed is neither outbox nor in-flight.
@@ -269,7 +361,8 @@ fn check_status_never_moves_back<S: ClientStore>(make: impl Fn() -> S) {
     let got = s.item(a.id).unwrap().unwrap();
     assert_eq!(got.status, Status::Success);
     assert_eq!(got.seq, Some(Seq(4)));
-    assert!(s.load().unwrap().in_flight.is_empty());
+    // A Success message still waits for Read.
+    assert_eq!(s.load().unwrap().in_flight, vec![got]);
     // SetStatus on an unknown id is a no-op.
     s.apply(&[StoreOp::SetStatus {
         id: mid(50),
@@ -564,6 +657,30 @@ fn check_set_marks_keeps_max<S: ClientStore>(make: impl Fn() -> S) {
         vec![marks(1, 7), marks(2, 5), marks(3, 1)]
     );
     assert_eq!(s.conversations().unwrap().len(), 1);
+
+    // Read and delivered each keep their own maximum: a read mark may come
+    // with an older delivery mark (another device), and vice versa.
+    s.apply(&[StoreOp::SetMarks {
+        conversation: c,
+        marks: marks_read(2, 3, 4),
+    }])
+    .unwrap();
+    assert_eq!(conversation(&s, c).members[1], marks_read(2, 5, 4));
+    s.apply(&[
+        StoreOp::SetMarks {
+            conversation: c,
+            marks: marks_read(2, 8, 2),
+        },
+        StoreOp::SetMarks {
+            conversation: c,
+            marks: marks_read(3, 0, 1),
+        },
+    ])
+    .unwrap();
+    assert_eq!(
+        conversation(&s, c).members,
+        vec![marks(1, 7), marks_read(2, 8, 4), marks_read(3, 1, 1)]
+    );
 }
 
 fn check_meta_round_trip<S: ClientStore>(make: impl Fn() -> S) {
@@ -655,6 +772,505 @@ fn check_byte_identical_text<S: ClientStore>(make: impl Fn() -> S) {
     assert_eq!(bodies.len(), 2 * TRICKY.len());
 }
 
+// ------------------------------------------- actions: edit, delete, react
+
+fn check_timeline_hides_action_rows<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let c = conv(1);
+    let mine = outgoing(mid(1), c, 1, "hello");
+    let like = confirmed_action(mid(2), c, 2, 3, mine.id, ON, "👍");
+    let my_like = own_action(mid(3), c, 2, mine.id, ON, "🎉");
+    let theirs = incoming(mid(4), c, 3, "hi");
+    s.apply(&[insert(&mine)]).unwrap();
+    s.apply(&[
+        upsert(&acked(&mine, 1, Status::InFlight)),
+        upsert(&like),
+        insert(&my_like),
+        upsert(&theirs),
+    ])
+    .unwrap();
+    assert_eq!(
+        ids(&s.timeline(c, None, 100).unwrap()),
+        vec![mine.id, theirs.id]
+    );
+    // The limit counts messages; paging back skips actions too.
+    assert_eq!(ids(&s.timeline(c, None, 1).unwrap()), vec![theirs.id]);
+    assert_eq!(
+        ids(&s.timeline(c, Some(Seq(3)), 100).unwrap()),
+        vec![mine.id]
+    );
+    // An action row is returned as stored.
+    assert_eq!(s.item(like.id).unwrap(), Some(like.clone()));
+    assert_eq!(s.item(my_like.id).unwrap(), Some(my_like.clone()));
+    // An own action waits in the outbox like a message.
+    assert_eq!(s.load().unwrap().outbox, vec![(my_like.clone(), false)]);
+    assert_eq!(s.unread(c, Seq(0)).unwrap(), 1);
+    // The message shows both reactions, the own one still pending.
+    let got = s.timeline(c, None, 100).unwrap().remove(0);
+    assert_eq!(
+        got.reactions,
+        vec![reaction("🎉", &[1]), reaction("👍", &[3])]
+    );
+    assert_eq!(got.pending, vec![pending(&my_like, None)]);
+}
+
+fn check_confirmed_edits_fold_by_seq<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let c = conv(1);
+    let m = incoming(mid(1), c, 1, "helo");
+    let e5 = confirmed_action(mid(5), c, 5, 2, m.id, ActionKind::Edit, "hello!");
+    let e3 = confirmed_action(mid(3), c, 3, 2, m.id, ActionKind::Edit, "hello");
+    // The newer edit arrives first: the older one must not overwrite it.
+    s.apply(&[upsert(&m)]).unwrap();
+    s.apply(&[upsert(&e5)]).unwrap();
+    s.apply(&[upsert(&e3)]).unwrap();
+    assert_eq!(only(&s, c), shown_as(&m, "hello!", true, false));
+    assert_eq!(s.item(e3.id).unwrap(), Some(e3));
+    assert_eq!(s.item(e5.id).unwrap(), Some(e5));
+
+    // Edits stored before their message (any arrival order) apply too.
+    let c2 = conv(2);
+    let m2 = incoming(mid(10), c2, 1, "frist");
+    let e = confirmed_action(mid(11), c2, 2, 2, m2.id, ActionKind::Edit, "first");
+    s.apply(&[upsert(&e)]).unwrap();
+    s.apply(&[upsert(&m2)]).unwrap();
+    assert_eq!(only(&s, c2), shown_as(&m2, "first", true, false));
+}
+
+fn check_edit_from_non_author_ignored<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let c = conv(1);
+    let m = incoming(mid(1), c, 1, "mine");
+    s.apply(&[
+        upsert(&m),
+        upsert(&confirmed_action(
+            mid(2),
+            c,
+            2,
+            3,
+            m.id,
+            ActionKind::Edit,
+            "hijacked",
+        )),
+        upsert(&confirmed_action(
+            mid(3),
+            c,
+            3,
+            3,
+            m.id,
+            ActionKind::Delete,
+            "",
+        )),
+    ])
+    .unwrap();
+    assert_eq!(only(&s, c), m);
+    assert_eq!(s.unread(c, Seq(0)).unwrap(), 1);
+    // Nor does this device's own pending edit of someone else's message
+    // change it (the server would refuse it); it is listed as pending.
+    let mine = own_action(mid(4), c, 1, m.id, ActionKind::Edit, "mine now");
+    s.apply(&[insert(&mine)]).unwrap();
+    let got = only(&s, c);
+    assert_eq!((got.body.as_str(), got.edited), ("mine", false));
+    assert_eq!(got.pending, vec![pending(&mine, None)]);
+}
+
+fn check_delete_shows_placeholder_and_erases_text<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let c = conv(1);
+    let m = incoming(mid(1), c, 1, "secret");
+    let del = confirmed_action(mid(3), c, 3, 2, m.id, ActionKind::Delete, "");
+    s.apply(&[
+        upsert(&m),
+        upsert(&confirmed_action(mid(2), c, 2, 3, m.id, ON, "👍")),
+        upsert(&del),
+        // Nothing applies after the delete.
+        upsert(&confirmed_action(mid(4), c, 4, 3, m.id, ON, "❤")),
+        upsert(&confirmed_action(
+            mid(5),
+            c,
+            5,
+            2,
+            m.id,
+            ActionKind::Edit,
+            "back",
+        )),
+    ])
+    .unwrap();
+    let placeholder = shown_as(&m, "", false, true);
+    assert_eq!(only(&s, c), placeholder);
+    assert_eq!(s.unread(c, Seq(0)).unwrap(), 0);
+    // The stored text is erased, not hidden: without the delete row (which
+    // a confirmed row never loses in practice) it is still gone.
+    s.apply(&[StoreOp::Remove(del.id)]).unwrap();
+    let got = only(&s, c);
+    assert!(got.deleted && got.body.is_empty() && got.reactions.is_empty());
+
+    // A delete stored before its message erases it on arrival.
+    let c2 = conv(2);
+    let m2 = incoming(mid(10), c2, 1, "secret too");
+    s.apply(&[upsert(&confirmed_action(
+        mid(11),
+        c2,
+        2,
+        2,
+        m2.id,
+        ActionKind::Delete,
+        "",
+    ))])
+    .unwrap();
+    s.apply(&[upsert(&m2)]).unwrap();
+    assert_eq!(only(&s, c2), shown_as(&m2, "", false, true));
+    assert_eq!(s.unread(c2, Seq(0)).unwrap(), 0);
+
+    // This device's own delete: the placeholder at once, the text erased
+    // once the server confirmed it.
+    let c3 = conv(3);
+    let own = outgoing(mid(20), c3, 1, "oops");
+    let own_del = own_action(mid(21), c3, 2, own.id, ActionKind::Delete, "");
+    s.apply(&[insert(&own)]).unwrap();
+    s.apply(&[upsert(&acked(&own, 1, Status::InFlight)), insert(&own_del)])
+        .unwrap();
+    let got = only(&s, c3);
+    assert!(got.deleted && got.body.is_empty());
+    assert_eq!(got.pending, vec![pending(&own_del, None)]);
+    s.apply(&[upsert(&acked(&own_del, 2, Status::InFlight))])
+        .unwrap();
+    s.apply(&[StoreOp::Remove(own_del.id)]).unwrap();
+    assert_eq!(
+        only(&s, c3),
+        shown_as(&acked(&own, 1, Status::InFlight), "", false, true)
+    );
+}
+
+fn check_reaction_toggles_end_in_one_state<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let c = conv(1);
+    let m = incoming(mid(1), c, 1, "hi");
+    // On, off, on, stored out of order: one reaction.
+    s.apply(&[
+        upsert(&m),
+        upsert(&confirmed_action(mid(4), c, 4, 3, m.id, ON, "👍")),
+        upsert(&confirmed_action(mid(2), c, 2, 3, m.id, ON, "👍")),
+        upsert(&confirmed_action(mid(3), c, 3, 3, m.id, OFF, "👍")),
+    ])
+    .unwrap();
+    assert_eq!(only(&s, c).reactions, vec![reaction("👍", &[3])]);
+    // Sorted by emoji, users in id order.
+    s.apply(&[
+        upsert(&confirmed_action(mid(5), c, 5, 2, m.id, ON, "👍")),
+        upsert(&confirmed_action(mid(6), c, 6, 3, m.id, ON, "🎉")),
+        upsert(&confirmed_action(mid(7), c, 7, 1, m.id, ON, "👍")),
+    ])
+    .unwrap();
+    assert_eq!(
+        only(&s, c).reactions,
+        vec![reaction("🎉", &[3]), reaction("👍", &[1, 2, 3])]
+    );
+    // This device's toggles show at once; a failed one does not.
+    let off = own_action(mid(8), c, 1, m.id, OFF, "👍");
+    let party = own_action(mid(9), c, 2, m.id, ON, "🎉");
+    let heart = own_action(mid(10), c, 3, m.id, ON, "❤");
+    s.apply(&[insert(&off), insert(&party), insert(&heart)])
+        .unwrap();
+    s.apply(&[StoreOp::SetFailed {
+        id: heart.id,
+        failure: failure(),
+    }])
+    .unwrap();
+    let got = only(&s, c);
+    assert_eq!(
+        got.reactions,
+        vec![reaction("🎉", &[1, 3]), reaction("👍", &[2, 3])]
+    );
+    assert_eq!(
+        got.pending,
+        vec![
+            pending(&off, None),
+            pending(&party, None),
+            pending(&heart, Some(failure()))
+        ]
+    );
+    // On then off while both pending: the last one wins.
+    let on_again = own_action(mid(11), c, 4, m.id, ON, "👍");
+    s.apply(&[insert(&on_again)]).unwrap();
+    assert_eq!(only(&s, c).reactions[1], reaction("👍", &[1, 2, 3]));
+}
+
+fn check_pending_overlay<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let c = conv(1);
+    let m = outgoing(mid(1), c, 1, "helo");
+    let m_acked = acked(&m, 1, Status::InFlight);
+    s.apply(&[insert(&m)]).unwrap();
+    s.apply(&[upsert(&m_acked)]).unwrap();
+    // A Sending edit shows at once.
+    let e1 = own_action(mid(2), c, 2, m.id, ActionKind::Edit, "hello");
+    s.apply(&[insert(&e1)]).unwrap();
+    let expect = Item {
+        pending: vec![pending(&e1, None)],
+        ..shown_as(&m_acked, "hello", true, false)
+    };
+    assert_eq!(only(&s, c), expect);
+    // A Failed one does not change the text, but is listed with its reason.
+    let e2 = own_action(mid(3), c, 3, m.id, ActionKind::Edit, "hello!!");
+    s.apply(&[insert(&e2)]).unwrap();
+    assert_eq!(only(&s, c).body, "hello!!");
+    s.apply(&[StoreOp::SetFailed {
+        id: e2.id,
+        failure: failure(),
+    }])
+    .unwrap();
+    let expect = Item {
+        pending: vec![pending(&e1, None), pending(&e2, Some(failure()))],
+        ..shown_as(&m_acked, "hello", true, false)
+    };
+    assert_eq!(only(&s, c), expect);
+    // The first one confirmed: folded by seq, no longer pending.
+    s.apply(&[upsert(&acked(&e1, 2, Status::InFlight))])
+        .unwrap();
+    let expect = Item {
+        pending: vec![pending(&e2, Some(failure()))],
+        ..shown_as(&m_acked, "hello", true, false)
+    };
+    assert_eq!(only(&s, c), expect);
+    // Retried, it shows again.
+    s.apply(&[StoreOp::Requeue {
+        id: e2.id,
+        local_seq: 4,
+    }])
+    .unwrap();
+    assert_eq!(only(&s, c).body, "hello!!");
+    // A pending delete shows the placeholder; refused, the text is back.
+    let d = own_action(mid(4), c, 5, m.id, ActionKind::Delete, "");
+    s.apply(&[insert(&d)]).unwrap();
+    let got = only(&s, c);
+    assert!(got.deleted && got.body.is_empty() && got.edited);
+    s.apply(&[StoreOp::SetFailed {
+        id: d.id,
+        failure: failure(),
+    }])
+    .unwrap();
+    let got = only(&s, c);
+    assert!(!got.deleted);
+    assert_eq!(got.body, "hello!!");
+    assert_eq!(
+        got.pending.iter().map(|p| p.status).collect::<Vec<_>>(),
+        vec![Status::Sending, Status::Failed]
+    );
+    // Discarded, it is gone from the message.
+    s.apply(&[StoreOp::Remove(d.id)]).unwrap();
+    assert_eq!(only(&s, c).pending.len(), 1);
+}
+
+fn check_update_outgoing_rewrites_queued_rows_only<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let c = conv(1);
+    let draft = outgoing(mid(1), c, 1, "draft");
+    let like = own_action(mid(2), c, 2, mid(9), ON, "👍");
+    let sent = outgoing(mid(3), c, 3, "sent");
+    s.apply(&[
+        insert(&draft),
+        StoreOp::InsertOutgoing {
+            item: like.clone(),
+            transmitted: true,
+        },
+        insert(&sent),
+    ])
+    .unwrap();
+    s.apply(&[upsert(&acked(&sent, 1, Status::InFlight))])
+        .unwrap();
+    s.apply(&[
+        StoreOp::UpdateOutgoing {
+            id: draft.id,
+            body: "final".into(),
+            action: None,
+        },
+        StoreOp::UpdateOutgoing {
+            id: like.id,
+            body: "👍".into(),
+            action: Some(ActionRef {
+                target: mid(9),
+                kind: OFF,
+            }),
+        },
+        StoreOp::UpdateOutgoing {
+            id: sent.id,
+            body: "changed".into(),
+            action: None,
+        },
+        StoreOp::UpdateOutgoing {
+            id: mid(77),
+            body: "nobody".into(),
+            action: None,
+        },
+    ])
+    .unwrap();
+    let draft2 = Item {
+        body: "final".into(),
+        ..draft
+    };
+    let like2 = acting(like.clone(), mid(9), OFF);
+    // In place: same id, same place, same transmitted flag.
+    assert_eq!(
+        s.load().unwrap().outbox,
+        vec![(draft2.clone(), false), (like2.clone(), true)]
+    );
+    assert_eq!(s.item(draft2.id).unwrap(), Some(draft2));
+    assert_eq!(s.item(like.id).unwrap(), Some(like2));
+    // A confirmed row is what the server has: never rewritten.
+    assert_eq!(
+        s.item(sent.id).unwrap(),
+        Some(acked(&sent, 1, Status::InFlight))
+    );
+    assert_eq!(s.item(mid(77)).unwrap(), None);
+}
+
+fn check_read_status_forward_only<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let c = conv(1);
+    let a = outgoing(mid(1), c, 1, "a");
+    let b = outgoing(mid(2), c, 2, "b");
+    let f = outgoing(mid(3), c, 3, "f");
+    s.apply(&[insert(&a), insert(&b), insert(&f)]).unwrap();
+    s.apply(&[
+        upsert(&acked(&a, 1, Status::InFlight)),
+        set_status(a.id, Status::Read),
+        // Sending → Read in one go is forward too.
+        set_status(b.id, Status::Read),
+        StoreOp::SetFailed {
+            id: f.id,
+            failure: failure(),
+        },
+        // Failed leaves only through a retry.
+        set_status(f.id, Status::Read),
+    ])
+    .unwrap();
+    assert_eq!(
+        [status(&s, a.id), status(&s, b.id), status(&s, f.id)],
+        [Status::Read, Status::Read, Status::Failed]
+    );
+    s.apply(&[
+        set_status(a.id, Status::Success),
+        set_status(a.id, Status::InFlight),
+        set_status(a.id, Status::Failed),
+        StoreOp::SetFailed {
+            id: a.id,
+            failure: failure(),
+        },
+        upsert(&acked(&a, 1, Status::Success)),
+    ])
+    .unwrap();
+    let got = s.item(a.id).unwrap().unwrap();
+    assert_eq!((got.status, got.failure), (Status::Read, None));
+    // Read is settled: not waiting for anything.
+    assert!(s.load().unwrap().in_flight.is_empty());
+}
+
+fn check_load_in_flight_waits_for_read<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let c = conv(1);
+    let mut ops = Vec::new();
+    let mut expect = Vec::new();
+    for (n, st) in [Status::InFlight, Status::Success, Status::Read]
+        .into_iter()
+        .enumerate()
+    {
+        let n = n as u64;
+        let m = Item {
+            own: true,
+            sender: user(1),
+            status: st,
+            ..incoming(mid(10 + n as u128), c, 1 + n, "m")
+        };
+        let a = Item {
+            status: st,
+            ..confirmed_action(mid(20 + n as u128), c, 10 + n, 1, m.id, ON, "👍")
+        };
+        // Messages In-Flight or Success; actions In-Flight only.
+        if st != Status::Read {
+            expect.push(m.id);
+        }
+        if st == Status::InFlight {
+            expect.push(a.id);
+        }
+        ops.push(upsert(&m));
+        ops.push(upsert(&a));
+    }
+    // Others' rows, and own rows still unconfirmed, are not in it.
+    ops.push(upsert(&incoming(mid(30), c, 20, "theirs")));
+    ops.push(insert(&outgoing(mid(31), c, 1, "queued")));
+    s.apply(&ops).unwrap();
+    expect.sort_by_key(|id| s.item(*id).unwrap().unwrap().seq);
+    assert_eq!(ids(&s.load().unwrap().in_flight), expect);
+}
+
+fn check_unread_counts_others_messages_not_deleted<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let (c, c2) = (conv(1), conv(2));
+    let mut ops: Vec<StoreOp> = (1..=5)
+        .map(|n| upsert(&incoming(mid(n), c, n as u64, "hi")))
+        .collect();
+    ops.extend([
+        // Own, from another device.
+        upsert(&Item {
+            own: true,
+            sender: user(1),
+            ..incoming(mid(6), c, 6, "mine")
+        }),
+        // Deleted by its author.
+        upsert(&incoming(mid(7), c, 7, "gone")),
+        upsert(&confirmed_action(
+            mid(8),
+            c,
+            8,
+            2,
+            mid(7),
+            ActionKind::Delete,
+            "",
+        )),
+        // Actions are not messages.
+        upsert(&confirmed_action(mid(9), c, 9, 3, mid(1), ON, "👍")),
+        upsert(&Item {
+            sender: user(3),
+            ..incoming(mid(10), c, 10, "third")
+        }),
+        // A delete by someone else deletes nothing.
+        upsert(&confirmed_action(
+            mid(11),
+            c,
+            11,
+            3,
+            mid(1),
+            ActionKind::Delete,
+            "",
+        )),
+        insert(&outgoing(mid(12), c, 1, "queued")),
+    ]);
+    ops.extend((1..=3).map(|n| upsert(&incoming(mid(100 + n), c2, n as u64, "x"))));
+    s.apply(&ops).unwrap();
+    assert_eq!(s.unread(c, Seq(0)).unwrap(), 6);
+    assert_eq!(s.unread(c, Seq(4)).unwrap(), 2);
+    assert_eq!(s.unread(c, Seq(5)).unwrap(), 1);
+    assert_eq!(s.unread(c, Seq(10)).unwrap(), 0);
+    assert_eq!(s.unread(c, Seq(u64::MAX)).unwrap(), 0);
+    assert_eq!(s.unread(c2, Seq(1)).unwrap(), 2);
+    assert_eq!(s.unread(conv(3), Seq(0)).unwrap(), 0);
+    // A delete that arrives before its message.
+    s.apply(&[upsert(&confirmed_action(
+        mid(14),
+        c,
+        14,
+        2,
+        mid(13),
+        ActionKind::Delete,
+        "",
+    ))])
+    .unwrap();
+    s.apply(&[upsert(&incoming(mid(13), c, 13, "gone too"))])
+        .unwrap();
+    assert_eq!(s.unread(c, Seq(10)).unwrap(), 0);
+}
+
 // ------------------------------------------------------- backend matrix
 
 /// A SQLite store on a file that is deleted with it.
@@ -688,6 +1304,9 @@ impl ClientStore for FileStore {
     }
     fn item(&self, id: MessageId) -> Result<Option<Item>, StoreError> {
         self.store.item(id)
+    }
+    fn unread(&self, c: ConversationId, after: Seq) -> Result<u64, StoreError> {
+        self.store.unread(c, after)
     }
     fn conversations(&self) -> Result<Vec<Conversation>, StoreError> {
         self.store.conversations()
@@ -728,12 +1347,34 @@ conformance!(
     check_set_marks_keeps_max,
     check_meta_round_trip,
     check_byte_identical_text,
+    check_timeline_hides_action_rows,
+    check_confirmed_edits_fold_by_seq,
+    check_edit_from_non_author_ignored,
+    check_delete_shows_placeholder_and_erases_text,
+    check_reaction_toggles_end_in_one_state,
+    check_pending_overlay,
+    check_update_outgoing_rewrites_queued_rows_only,
+    check_read_status_forward_only,
+    check_load_in_flight_waits_for_read,
+    check_unread_counts_others_messages_not_deleted,
 );
 
 // ------------------------------------------------ the twin stays honest
 
-/// A random op over small pools of ids, conversations and numbers, so that
-/// ops collide on the same message, and seqs tie, often.
+/// A random action on one of the pooled ids, or none (a message).
+fn arb_action() -> impl Strategy<Value = Option<ActionRef>> {
+    let kind = prop_oneof![
+        Just(ActionKind::Edit),
+        Just(ActionKind::Delete),
+        any::<bool>().prop_map(|on| ActionKind::React { on }),
+    ];
+    prop::option::weighted(0.5, ((0u128..6).prop_map(mid), kind))
+        .prop_map(|a| a.map(|(target, kind)| ActionRef { target, kind }))
+}
+
+/// A random op over small pools of ids, conversations, users and numbers,
+/// so that ops collide on the same message, actions hit their targets (and
+/// each other), and seqs tie, often.
 fn arb_op() -> impl Strategy<Value = StoreOp> {
     let id = (0u128..6).prop_map(mid);
     let c = (0u128..2).prop_map(conv);
@@ -743,29 +1384,46 @@ fn arb_op() -> impl Strategy<Value = StoreOp> {
         Status::Sending,
         Status::InFlight,
         Status::Success,
+        Status::Read,
         Status::Failed,
     ]);
     prop_oneof![
-        4 => (id.clone(), c.clone(), small.clone(), body.clone(), any::<bool>()).prop_map(
-            |(id, c, l, b, t)| StoreOp::InsertOutgoing { item: outgoing(id, c, l, b), transmitted: t }
+        4 => (id.clone(), c.clone(), small.clone(), body.clone(), any::<bool>(), arb_action()).prop_map(
+            |(id, c, l, b, t, action)| StoreOp::InsertOutgoing {
+                item: Item { action, ..outgoing(id, c, l, b) },
+                transmitted: t,
+            }
         ),
         1 => prop::collection::vec(id.clone(), 0..3).prop_map(StoreOp::MarkTransmitted),
-        4 => (id.clone(), c.clone(), small.clone(), st.clone(), any::<bool>(), body).prop_map(
-            |(id, c, seq, status, own, b)| {
+        5 => (
+            (id.clone(), c.clone(), small.clone(), st.clone()),
+            (any::<bool>(), body.clone(), 1u128..4, arb_action()),
+        ).prop_map(
+            |((id, c, seq, status), (own, b, from, action))| {
                 let mut i = incoming(id, c, seq, b);
                 i.own = own;
                 i.status = status;
+                i.sender = user(from);
+                i.action = action;
                 StoreOp::UpsertConfirmed(i)
             }
         ),
         2 => (id.clone(), st).prop_map(|(id, status)| StoreOp::SetStatus { id, status }),
         2 => id.clone().prop_map(|id| StoreOp::SetFailed { id, failure: failure() }),
         2 => (id.clone(), small.clone()).prop_map(|(id, local_seq)| StoreOp::Requeue { id, local_seq }),
-        1 => id.prop_map(StoreOp::Remove),
-        1 => (c.clone(), prop::collection::vec((0u128..3, small.clone()), 0..3), small.clone()).prop_map(
-            |(c, m, l)| upsert_conv(c, "t", m.into_iter().map(|(u, d)| marks(u, d)).collect(), l)
+        1 => id.clone().prop_map(StoreOp::Remove),
+        2 => (id, body, arb_action()).prop_map(|(id, b, action)| StoreOp::UpdateOutgoing {
+            id,
+            body: b.into(),
+            action,
+        }),
+        1 => (c.clone(), prop::collection::vec((0u128..3, small.clone(), small.clone()), 0..3), small.clone()).prop_map(
+            |(c, m, l)| upsert_conv(c, "t", m.into_iter().map(|(u, d, r)| marks_read(u, d, r)).collect(), l)
         ),
-        1 => (c.clone(), 0u128..3, small.clone()).prop_map(|(c, u, d)| StoreOp::SetMarks { conversation: c, marks: marks(u, d) }),
+        2 => (c.clone(), 0u128..3, small.clone(), small.clone()).prop_map(|(c, u, d, r)| StoreOp::SetMarks {
+            conversation: c,
+            marks: marks_read(u, d, r),
+        }),
         1 => (c, small).prop_map(|(c, seq)| StoreOp::SetCursor { conversation: c, seq: Seq(seq) }),
         1 => (0u8..2, "[a-z]{0,3}").prop_map(|(k, v)| StoreOp::SetMeta { key: format!("k{k}"), value: v }),
     ]
@@ -786,6 +1444,15 @@ fn assert_same(mem: &MemoryStore, sql: &SqliteStore) -> Result<(), TestCaseError
                     limit
                 );
             }
+        }
+        for after in [0, 2, 5, 8] {
+            prop_assert_eq!(
+                mem.unread(conv(c), Seq(after)).unwrap(),
+                sql.unread(conv(c), Seq(after)).unwrap(),
+                "unread in conversation {} after {}",
+                c,
+                after
+            );
         }
     }
     for n in 0..6 {

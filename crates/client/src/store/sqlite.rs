@@ -21,15 +21,29 @@
 //! JSON. The tables are `STRICT`, so a value of the wrong type is refused on
 //! write rather than discovered on read.
 //!
+//! Messages and actions (edit, delete, react) share the `items` table: an
+//! action row has `target` (the message acted on) and `action` (a short
+//! code, see [`encode_action`]). What a message looks like after its actions
+//! is never stored: `timeline` and `item` fetch the action rows of the
+//! messages they return through the `items_target` index and compute it with
+//! the rule both backends share ([`super::memory::present`]). The one thing
+//! written back is the erasure: once a confirmed delete from the author is
+//! stored, the target's text is blanked and its `deleted` flag set, whatever
+//! the order the two rows arrived in.
+//!
 //! Schema changes are numbered migrations tracked with `PRAGMA user_version`,
 //! applied in one transaction. A released migration is never edited; add a
 //! new one at the end of [`MIGRATIONS`].
 
+use super::memory::present;
 use super::{ClientStore, LoadedState, StoreError, StoreOp};
 use crate::model::{Conversation, Failure, Item, Status};
-use chatsync_protocol::{ConversationId, MemberMarks, MessageId, Seq, UserId};
+use chatsync_protocol::{
+    ActionKind, ActionRef, ConversationId, MemberMarks, MessageId, Seq, UserId,
+};
 use rusqlite::types::FromSql;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -121,29 +135,62 @@ const MIGRATIONS: &[&str] = &[
     -- MAX(local_seq) at start-up without a scan (others' messages have 0).
     CREATE INDEX items_local_seq ON items (local_seq) WHERE local_seq > 0;
     "#,
+    // 2: actions (edit, delete, react) as rows of their own; erased messages.
+    r#"
+    -- The message an action row acts on; NULL for a message.
+    ALTER TABLE items ADD COLUMN target TEXT;
+    -- What the action does (see encode_action); NULL for a message.
+    ALTER TABLE items ADD COLUMN action TEXT
+        CHECK ((action IS NULL) = (target IS NULL)
+               AND (action IS NULL OR action IN ('edit', 'delete', 'react_on', 'react_off')));
+    -- 1 once a confirmed delete from the author erased the text (messages).
+    ALTER TABLE items ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1));
+
+    -- The timeline lists messages only: its indexes leave action rows out,
+    -- so a page never steps over reactions. The trailing columns make the
+    -- confirmed one cover the unread count (`action`, always NULL here, only
+    -- so that SQLite sees every column of that query in the index).
+    DROP INDEX items_confirmed;
+    DROP INDEX items_local;
+    CREATE INDEX items_messages ON items (conversation, seq, own, deleted, action)
+        WHERE seq IS NOT NULL AND action IS NULL;
+    CREATE INDEX items_messages_local ON items (conversation, local_seq)
+        WHERE seq IS NULL AND action IS NULL;
+    -- The actions on the messages of a page.
+    CREATE INDEX items_target ON items (target) WHERE target IS NOT NULL;
+    -- Own messages delivered (Success), waiting to be read by all.
+    CREATE INDEX items_delivered ON items (seq) WHERE status = 2 AND own AND action IS NULL;
+    "#,
 ];
 
-/// Columns of an item row, in the order [`decode_item`] reads them (a macro so
-/// that the queries below can be `concat!`-ed constants).
-macro_rules! item_columns {
+/// Columns written when a row is inserted (a macro so that the queries
+/// below can be `concat!`-ed constants).
+macro_rules! insert_columns {
     () => {
         "id, conversation, sender, sender_name, body, own, status, seq, \
-         local_seq, created_at, server_ts, failure, transmitted"
+         local_seq, created_at, server_ts, failure, transmitted, target, action"
     };
 }
 
-/// Newest page of a timeline (`?1` conversation, `?2` limit). Each part walks
-/// its partial index newest-first and stops after `limit` rows; the newest
-/// `limit` of the union is the answer. One statement, so one snapshot.
+/// Columns of an item row, in the order [`decode_row`] reads them.
+macro_rules! item_columns {
+    () => {
+        concat!(insert_columns!(), ", deleted")
+    };
+}
+
+/// Newest page of a timeline, messages only (`?1` conversation, `?2`
+/// limit). Each part walks its partial index newest-first and stops after
+/// `limit` rows; the newest `limit` of the union is the answer.
 const TIMELINE_SQL: &str = concat!(
     "SELECT * FROM (SELECT ",
     item_columns!(),
-    " FROM items WHERE conversation = ?1 AND seq IS NULL \
+    " FROM items WHERE conversation = ?1 AND seq IS NULL AND action IS NULL \
      ORDER BY local_seq DESC, id DESC LIMIT ?2) \
      UNION ALL \
      SELECT * FROM (SELECT ",
     item_columns!(),
-    " FROM items WHERE conversation = ?1 AND seq IS NOT NULL \
+    " FROM items WHERE conversation = ?1 AND seq IS NOT NULL AND action IS NULL \
      ORDER BY seq DESC, id DESC LIMIT ?2)"
 );
 
@@ -151,9 +198,24 @@ const TIMELINE_SQL: &str = concat!(
 const TIMELINE_BEFORE_SQL: &str = concat!(
     "SELECT ",
     item_columns!(),
-    " FROM items WHERE conversation = ?1 AND seq IS NOT NULL AND seq < ?2 \
-     ORDER BY seq DESC, id DESC LIMIT ?3"
+    " FROM items WHERE conversation = ?1 AND seq IS NOT NULL AND action IS NULL \
+     AND seq < ?2 ORDER BY seq DESC, id DESC LIMIT ?3"
 );
+
+/// Every action row targeting one of the messages whose ids are in the JSON
+/// array `?1` (one index probe per id).
+const ACTIONS_SQL: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM items WHERE target IS NOT NULL \
+     AND target IN (SELECT value FROM json_each(?1))"
+);
+
+/// Messages of others, not deleted, above a mark (`?1` conversation, `?2`
+/// mark): a range count on the covering `items_messages` index.
+const UNREAD_SQL: &str = "SELECT COUNT(*) FROM items \
+     WHERE conversation = ?1 AND seq IS NOT NULL AND action IS NULL \
+     AND seq > ?2 AND own = 0 AND deleted = 0";
 
 const OUTBOX_SQL: &str = concat!(
     "SELECT ",
@@ -161,10 +223,16 @@ const OUTBOX_SQL: &str = concat!(
     " FROM items WHERE own AND seq IS NULL ORDER BY local_seq, id"
 );
 
+/// Own rows confirmed but not settled: In-Flight (messages and actions),
+/// and messages delivered (Success) that still wait for Read. Each part
+/// walks its own partial index.
 const IN_FLIGHT_SQL: &str = concat!(
     "SELECT ",
     item_columns!(),
-    " FROM items WHERE status = 1 AND own"
+    " FROM items WHERE status = 1 AND own \
+     UNION ALL SELECT ",
+    item_columns!(),
+    " FROM items WHERE status = 2 AND own AND action IS NULL"
 );
 
 const ITEM_SQL: &str = concat!("SELECT ", item_columns!(), " FROM items WHERE id = ?1");
@@ -173,18 +241,19 @@ const MAX_LOCAL_SEQ_SQL: &str = "SELECT MAX(local_seq) FROM items WHERE local_se
 
 const INSERT_OUTGOING_SQL: &str = concat!(
     "INSERT INTO items (",
-    item_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+    insert_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
      ON CONFLICT (id) DO NOTHING"
 );
 
 /// A Failed message the server confirmed after all takes the new status;
 /// otherwise the status never moves back (the integer order of
-/// `Status::as_i64` is the enum's order).
+/// `Status::as_i64` is the enum's order). A stored row keeps its text and
+/// action.
 const UPSERT_CONFIRMED_SQL: &str = concat!(
     "INSERT INTO items (",
-    item_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1) \
+    insert_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13, ?14) \
      ON CONFLICT (id) DO UPDATE SET \
        seq = excluded.seq, \
        server_ts = excluded.server_ts, \
@@ -192,6 +261,23 @@ const UPSERT_CONFIRMED_SQL: &str = concat!(
        status = CASE WHEN items.status = 9 THEN excluded.status \
                      ELSE MAX(items.status, excluded.status) END"
 );
+
+/// After `?1` was confirmed: when it is a confirmed delete, erase its target
+/// if the target is a message by the same author in the same conversation.
+const ERASE_TARGET_SQL: &str = "UPDATE items SET body = '', deleted = 1 \
+     WHERE id = (SELECT target FROM items WHERE id = ?1 AND action = 'delete' \
+                 AND seq IS NOT NULL) \
+     AND action IS NULL \
+     AND sender = (SELECT sender FROM items WHERE id = ?1) \
+     AND conversation = (SELECT conversation FROM items WHERE id = ?1)";
+
+/// After `?1` was confirmed: when it is a message and a confirmed delete
+/// from its author (same conversation) arrived before it, erase it.
+const ERASE_SELF_SQL: &str = "UPDATE items SET body = '', deleted = 1 \
+     WHERE id = ?1 AND action IS NULL AND EXISTS ( \
+       SELECT 1 FROM items AS d WHERE d.target IS NOT NULL AND d.target = ?1 \
+       AND d.action = 'delete' AND d.seq IS NOT NULL AND d.sender = items.sender \
+       AND d.conversation = items.conversation)";
 
 impl SqliteStore {
     /// Opens (creating if needed, with its parent directories) the store at
@@ -223,8 +309,12 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // A deleted message's text must not linger in free space of the
+        // file: zero freed cell content when that costs no extra I/O (the
+        // text is blanked by an in-page update).
+        conn.pragma_update(None, "secure_delete", "FAST")?;
         // Room for every statement of `apply` and the reads.
-        conn.set_prepared_statement_cache_capacity(32);
+        conn.set_prepared_statement_cache_capacity(48);
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn,
@@ -275,10 +365,13 @@ impl ClientStore for SqliteStore {
     fn load(&self) -> Result<LoadedState, StoreError> {
         // One read transaction, so the parts are one consistent snapshot.
         let tx = self.conn.unchecked_transaction()?;
-        let outbox = query_items(&tx, OUTBOX_SQL, params![])?;
-        let mut in_flight: Vec<Item> = query_items(&tx, IN_FLIGHT_SQL, params![])?
+        let outbox = query_rows(&tx, OUTBOX_SQL, params![])?
             .into_iter()
-            .map(|(item, _)| item)
+            .map(|r| (r.item, r.transmitted))
+            .collect();
+        let mut in_flight: Vec<Item> = query_rows(&tx, IN_FLIGHT_SQL, params![])?
+            .into_iter()
+            .map(|r| r.item)
             .collect();
         in_flight.sort_by_key(|i| (i.order_key(), i.id));
         let conversations = query_conversations(&tx)?;
@@ -310,23 +403,51 @@ impl ClientStore for SqliteStore {
         }
         let conv = conversation.to_string();
         let lim = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = match before {
-            None => query_items(&self.conn, TIMELINE_SQL, params![conv, lim])?,
-            Some(before) => query_items(
-                &self.conn,
-                TIMELINE_BEFORE_SQL,
-                params![conv, before.0, lim],
-            )?,
+        // The page and its actions from one snapshot.
+        let tx = self.conn.unchecked_transaction()?;
+        let mut rows = match before {
+            None => query_rows(&tx, TIMELINE_SQL, params![conv, lim])?,
+            Some(before) => query_rows(&tx, TIMELINE_BEFORE_SQL, params![conv, before.0, lim])?,
         };
-        let mut items: Vec<Item> = rows.into_iter().map(|(item, _)| item).collect();
-        items.sort_by_key(|i| (i.order_key(), i.id));
-        let skip = items.len().saturating_sub(limit);
-        Ok(items.split_off(skip))
+        rows.sort_by_key(|r| (r.item.order_key(), r.item.id));
+        let skip = rows.len().saturating_sub(limit);
+        let page = rows.split_off(skip);
+        let shown = present_messages(&tx, page)?;
+        tx.finish()?;
+        Ok(shown)
     }
 
     fn item(&self, id: MessageId) -> Result<Option<Item>, StoreError> {
-        let rows = query_items(&self.conn, ITEM_SQL, params![id.to_string()])?;
-        Ok(rows.into_iter().next().map(|(item, _)| item))
+        let tx = self.conn.unchecked_transaction()?;
+        let Some(row) = query_rows(&tx, ITEM_SQL, params![id.to_string()])?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let shown = if row.item.action.is_some() {
+            // An action row is returned as stored.
+            row.item
+        } else {
+            present_messages(&tx, vec![row])?
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Corrupt("message vanished while read".into()))?
+        };
+        tx.finish()?;
+        Ok(Some(shown))
+    }
+
+    fn unread(&self, conversation: ConversationId, after: Seq) -> Result<u64, StoreError> {
+        // A mark beyond i64 is above every stored seq.
+        let Ok(after) = i64::try_from(after.0) else {
+            return Ok(0);
+        };
+        let n: i64 = self
+            .conn
+            .prepare_cached(UNREAD_SQL)?
+            .query_row(params![conversation.to_string(), after], |r| r.get(0))?;
+        to_u64(n, "unread count")
     }
 
     fn conversations(&self) -> Result<Vec<Conversation>, StoreError> {
@@ -342,27 +463,79 @@ impl ClientStore for SqliteStore {
     }
 }
 
+/// Shows stored message rows: fetches the action rows targeting any of them
+/// in one query (the `items_target` index, one probe per message) and applies
+/// the shared rule, [`present`].
+fn present_messages(conn: &Connection, messages: Vec<StoredRow>) -> Result<Vec<Item>, StoreError> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = messages.iter().map(|m| m.item.id.to_string()).collect();
+    let mut by_target: HashMap<MessageId, Vec<Item>> = HashMap::new();
+    for row in query_rows(conn, ACTIONS_SQL, params![encode_json(&ids)?])? {
+        if let Some(action) = &row.item.action {
+            by_target.entry(action.target).or_default().push(row.item);
+        }
+    }
+    Ok(messages
+        .iter()
+        .map(|m| {
+            let actions = by_target.get(&m.item.id).into_iter().flatten();
+            present(&m.item, m.deleted, actions)
+        })
+        .collect())
+}
+
+/// Binds the columns of `insert_columns!()` but `transmitted` (`?1` to
+/// `?12`, then `?13`, `?14`) and runs `sql`.
+fn write_item(
+    conn: &Connection,
+    sql: &str,
+    item: &Item,
+    transmitted: Option<bool>,
+) -> Result<(), StoreError> {
+    let failure = encode_failure(item.failure.as_ref())?;
+    let (target, action) = encode_action(item.action.as_ref());
+    let mut stmt = conn.prepare_cached(sql)?;
+    let id = item.id.to_string();
+    let conversation = item.conversation.to_string();
+    let sender = item.sender.to_string();
+    let seq = item.seq.map(|s| s.0);
+    let common = params![
+        id,
+        conversation,
+        sender,
+        item.sender_name,
+        item.body,
+        item.own,
+        item.status.as_i64(),
+        seq,
+        item.local_seq,
+        item.created_at,
+        item.server_ts,
+        failure,
+    ];
+    match transmitted {
+        Some(t) => {
+            let mut all: Vec<&dyn rusqlite::ToSql> = common.to_vec();
+            all.extend_from_slice(params![t, target, action]);
+            stmt.execute(all.as_slice())?
+        }
+        None => {
+            let mut all: Vec<&dyn rusqlite::ToSql> = common.to_vec();
+            all.extend_from_slice(params![target, action]);
+            stmt.execute(all.as_slice())?
+        }
+    };
+    Ok(())
+}
+
 /// Applies one op inside the batch's transaction; mirrors
 /// `MemoryStore::apply_one` case by case.
 fn apply_one(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
     match op {
         StoreOp::InsertOutgoing { item, transmitted } => {
-            let failure = encode_failure(item.failure.as_ref())?;
-            conn.prepare_cached(INSERT_OUTGOING_SQL)?.execute(params![
-                item.id.to_string(),
-                item.conversation.to_string(),
-                item.sender.to_string(),
-                item.sender_name,
-                item.body,
-                item.own,
-                item.status.as_i64(),
-                item.seq.map(|s| s.0),
-                item.local_seq,
-                item.created_at,
-                item.server_ts,
-                failure,
-                *transmitted,
-            ])?;
+            write_item(conn, INSERT_OUTGOING_SQL, item, Some(*transmitted))?;
         }
         StoreOp::MarkTransmitted(ids) => {
             let mut stmt = conn.prepare_cached("UPDATE items SET transmitted = 1 WHERE id = ?1")?;
@@ -371,21 +544,12 @@ fn apply_one(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
             }
         }
         StoreOp::UpsertConfirmed(item) => {
-            let failure = encode_failure(item.failure.as_ref())?;
-            conn.prepare_cached(UPSERT_CONFIRMED_SQL)?.execute(params![
-                item.id.to_string(),
-                item.conversation.to_string(),
-                item.sender.to_string(),
-                item.sender_name,
-                item.body,
-                item.own,
-                item.status.as_i64(),
-                item.seq.map(|s| s.0),
-                item.local_seq,
-                item.created_at,
-                item.server_ts,
-                failure,
-            ])?;
+            write_item(conn, UPSERT_CONFIRMED_SQL, item, None)?;
+            // The erasure, whichever of the delete and its target came first.
+            let id = item.id.to_string();
+            conn.prepare_cached(ERASE_TARGET_SQL)?
+                .execute(params![id])?;
+            conn.prepare_cached(ERASE_SELF_SQL)?.execute(params![id])?;
         }
         StoreOp::SetStatus { id, status } => {
             // Forward only; Failed only from Sending.
@@ -412,6 +576,14 @@ fn apply_one(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
         StoreOp::Remove(id) => {
             conn.prepare_cached("DELETE FROM items WHERE id = ?1")?
                 .execute(params![id.to_string()])?;
+        }
+        StoreOp::UpdateOutgoing { id, body, action } => {
+            let (target, action) = encode_action(action.as_ref());
+            conn.prepare_cached(
+                "UPDATE items SET body = ?2, target = ?3, action = ?4 \
+                 WHERE id = ?1 AND seq IS NULL",
+            )?
+            .execute(params![id.to_string(), body, target, action])?;
         }
         StoreOp::UpsertConversation {
             id,
@@ -444,7 +616,12 @@ fn apply_one(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
             };
             let mut members: Vec<MemberMarks> = decode_json(&stored, "members")?;
             match members.iter_mut().find(|m| m.user == marks.user) {
-                Some(m) => m.delivered = m.delivered.max(marks.delivered),
+                Some(m) => {
+                    // Each mark independently: a read mark may come with an
+                    // older delivery mark, and vice versa.
+                    m.delivered = m.delivered.max(marks.delivered);
+                    m.read = m.read.max(marks.read);
+                }
                 None => members.push(marks.clone()),
             }
             conn.prepare_cached("UPDATE conversations SET members = ?2 WHERE id = ?1")?
@@ -468,17 +645,27 @@ fn apply_one(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Runs an item query; each row is decoded with [`decode_item`].
-fn query_items(
+/// One row of `items` as stored.
+struct StoredRow {
+    /// Its fields (display fields empty).
+    item: Item,
+    /// Whether it may have been transmitted.
+    transmitted: bool,
+    /// Whether a confirmed delete from the author erased its text.
+    deleted: bool,
+}
+
+/// Runs an item query; each row is decoded with [`decode_row`].
+fn query_rows(
     conn: &Connection,
     sql: &str,
     params: &[&dyn rusqlite::ToSql],
-) -> Result<Vec<(Item, bool)>, StoreError> {
+) -> Result<Vec<StoredRow>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(decode_item(row)?);
+        out.push(decode_row(row)?);
     }
     Ok(out)
 }
@@ -504,30 +691,34 @@ fn query_conversations(conn: &Connection) -> Result<Vec<Conversation>, StoreErro
 
 /// Reads one row of `item_columns!()`. Anything undecodable is
 /// [`StoreError::Corrupt`], never a panic.
-fn decode_item(row: &Row<'_>) -> Result<(Item, bool), StoreError> {
+fn decode_row(row: &Row<'_>) -> Result<StoredRow, StoreError> {
     let status: i64 = col(row, 6, "status")?;
     let failure: Option<String> = col(row, 11, "failure")?;
-    let item = Item {
-        id: parse_id(&col::<String>(row, 0, "id")?, "message id")?,
-        conversation: parse_id(&col::<String>(row, 1, "conversation")?, "conversation id")?,
-        sender: parse_id::<UserId>(&col::<String>(row, 2, "sender")?, "sender id")?,
-        sender_name: col(row, 3, "sender_name")?,
-        body: col(row, 4, "body")?,
-        own: col(row, 5, "own")?,
-        status: Status::from_i64(status)
+    let mut item = Item::message(
+        parse_id(&col::<String>(row, 0, "id")?, "message id")?,
+        parse_id(&col::<String>(row, 1, "conversation")?, "conversation id")?,
+        parse_id::<UserId>(&col::<String>(row, 2, "sender")?, "sender id")?,
+        col(row, 3, "sender_name")?,
+        col(row, 4, "body")?,
+        col(row, 5, "own")?,
+        Status::from_i64(status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
-        seq: col::<Option<i64>>(row, 7, "seq")?
+        col::<Option<i64>>(row, 7, "seq")?
             .map(|v| to_u64(v, "seq").map(Seq))
             .transpose()?,
-        local_seq: col_u64(row, 8, "local_seq")?,
-        created_at: col(row, 9, "created_at")?,
-        server_ts: col(row, 10, "server_ts")?,
-        failure: failure
-            .map(|f| decode_json::<Failure>(&f, "failure"))
-            .transpose()?,
-    };
-    let transmitted = col(row, 12, "transmitted")?;
-    Ok((item, transmitted))
+        col_u64(row, 8, "local_seq")?,
+        col(row, 9, "created_at")?,
+        col(row, 10, "server_ts")?,
+    );
+    item.failure = failure
+        .map(|f| decode_json::<Failure>(&f, "failure"))
+        .transpose()?;
+    item.action = decode_action(col(row, 13, "target")?, col(row, 14, "action")?)?;
+    Ok(StoredRow {
+        item,
+        transmitted: col(row, 12, "transmitted")?,
+        deleted: col(row, 15, "deleted")?,
+    })
 }
 
 /// Reads a column; a value of the wrong type is corrupt data.
@@ -567,6 +758,50 @@ fn encode_failure(f: Option<&Failure>) -> Result<Option<String>, StoreError> {
     f.map(encode_json).transpose()
 }
 
+/// The `target` and `action` columns of a row: both NULL for a message;
+/// for an action, the target's id and one of `edit`, `delete`, `react_on`,
+/// `react_off` (the `CHECK` of migration 2 allows nothing else).
+fn encode_action(action: Option<&ActionRef>) -> (Option<String>, Option<&'static str>) {
+    match action {
+        None => (None, None),
+        Some(a) => {
+            let code = match a.kind {
+                ActionKind::Edit => "edit",
+                ActionKind::Delete => "delete",
+                ActionKind::React { on: true } => "react_on",
+                ActionKind::React { on: false } => "react_off",
+            };
+            (Some(a.target.to_string()), Some(code))
+        }
+    }
+}
+
+/// Inverse of [`encode_action`].
+fn decode_action(
+    target: Option<String>,
+    action: Option<String>,
+) -> Result<Option<ActionRef>, StoreError> {
+    match (target, action) {
+        (None, None) => Ok(None),
+        (Some(target), Some(code)) => {
+            let kind = match code.as_str() {
+                "edit" => ActionKind::Edit,
+                "delete" => ActionKind::Delete,
+                "react_on" => ActionKind::React { on: true },
+                "react_off" => ActionKind::React { on: false },
+                other => return Err(StoreError::Corrupt(format!("unknown action {other:?}"))),
+            };
+            Ok(Some(ActionRef {
+                target: parse_id(&target, "action target")?,
+                kind,
+            }))
+        }
+        (t, a) => Err(StoreError::Corrupt(format!(
+            "action row with target {t:?} but action {a:?}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -601,6 +836,10 @@ mod tests {
             IN_FLIGHT_SQL,
             ITEM_SQL,
             MAX_LOCAL_SEQ_SQL,
+            ACTIONS_SQL,
+            UNREAD_SQL,
+            ERASE_TARGET_SQL,
+            ERASE_SELF_SQL,
         ] {
             let p = plan(&store, sql);
             // "SCAN items USING INDEX <partial>" only walks the partial index.
@@ -609,6 +848,57 @@ mod tests {
                 .any(|l| l.trim_start().starts_with("SCAN items") && !l.contains("INDEX"));
             assert!(!full_scan, "full scan in:\n{sql}\n{p}");
         }
+        // The unread count never reads the table.
+        let p = plan(&store, UNREAD_SQL);
+        assert!(p.contains("COVERING INDEX items_messages"), "{p}");
+    }
+
+    /// Once the author's delete is confirmed, the text is gone from the
+    /// database file (after a checkpoint), not only from the answers.
+    #[test]
+    fn deleted_text_leaves_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.db");
+        let mut store = SqliteStore::open(&path).unwrap();
+        let checkpoint = |s: &SqliteStore| {
+            s.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .unwrap();
+        };
+        let conv = ConversationId::new();
+        let secret = "the-secret-text-7f3a9c";
+        let mut ops = Vec::new();
+        let mut target = None;
+        for seq in 1..=20u64 {
+            let StoreOp::UpsertConfirmed(mut item) = confirmed(conv, seq, false, None) else {
+                unreachable!()
+            };
+            if seq == 10 {
+                // Long enough that an update without secure_delete leaves
+                // the old text in the page's free space.
+                item.body = format!("{}{secret}{}", "a".repeat(300), "b".repeat(300));
+                target = Some(item.clone());
+            }
+            ops.push(StoreOp::UpsertConfirmed(item));
+        }
+        store.apply(&ops).unwrap();
+        checkpoint(&store);
+        let contains = |bytes: &[u8]| bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+        assert!(contains(&std::fs::read(&path).unwrap()));
+        let target = target.unwrap();
+        let mut del = target.clone();
+        del.id = MessageId::new();
+        del.seq = Some(Seq(21));
+        del.body = String::new();
+        del.action = Some(ActionRef {
+            target: target.id,
+            kind: ActionKind::Delete,
+        });
+        store.apply(&[StoreOp::UpsertConfirmed(del)]).unwrap();
+        checkpoint(&store);
+        assert!(!contains(&std::fs::read(&path).unwrap()));
+        let shown = store.item(target.id).unwrap().unwrap();
+        assert!(shown.deleted && shown.body.is_empty());
     }
 
     /// Runs `sql` to the end and returns how many VM steps it took.
@@ -625,9 +915,30 @@ mod tests {
         (n, stmt.get_status(rusqlite::StatementStatus::VmStep))
     }
 
-    /// A page of the timeline costs the same on a small and a large
-    /// conversation (the walk stops after `limit` rows): no scan, no sort of
-    /// the whole conversation.
+    /// A confirmed row for the cost test.
+    fn confirmed(c: ConversationId, seq: u64, own: bool, action: Option<ActionRef>) -> StoreOp {
+        let mut item = Item::message(
+            MessageId::new(),
+            c,
+            UserId::new(),
+            "x".into(),
+            "hello".into(),
+            own,
+            if own { Status::Read } else { Status::Success },
+            Some(Seq(seq)),
+            seq,
+            0,
+            Some(0),
+        );
+        item.action = action;
+        StoreOp::UpsertConfirmed(item)
+    }
+
+    /// A page of the timeline, the actions of its messages and the unread
+    /// count above a recent mark cost the same on a small and a large
+    /// conversation full of reactions (each walk stops after the rows it
+    /// returns): no scan, no sort of the whole conversation, and action rows
+    /// are never stepped over.
     #[test]
     fn timeline_cost_does_not_grow_with_the_conversation() {
         let mut costs = Vec::new();
@@ -636,42 +947,120 @@ mod tests {
             let conv = ConversationId::from_str(CONV).unwrap();
             let other = ConversationId::new();
             let mut ops = Vec::new();
-            for seq in 1..=n {
+            let mut seq = 0;
+            for m in 1..=n {
                 for c in [conv, other] {
-                    ops.push(StoreOp::UpsertConfirmed(Item {
-                        id: MessageId::new(),
-                        conversation: c,
-                        sender: UserId::new(),
-                        sender_name: "x".into(),
-                        body: "hello".into(),
-                        own: seq % 3 == 0,
-                        status: Status::Success,
-                        seq: Some(Seq(seq)),
-                        local_seq: seq,
-                        created_at: 0,
-                        server_ts: Some(0),
-                        failure: None,
-                    }));
+                    seq += 1;
+                    let op = confirmed(c, seq, m % 3 == 0, None);
+                    let StoreOp::UpsertConfirmed(message) = &op else {
+                        unreachable!()
+                    };
+                    let target = message.id;
+                    ops.push(op);
+                    // Two reactions on every message, an edit on every tenth.
+                    for kind in [
+                        ActionKind::React { on: true },
+                        ActionKind::React { on: false },
+                        ActionKind::Edit,
+                    ] {
+                        if kind == ActionKind::Edit && m % 10 != 0 {
+                            continue;
+                        }
+                        seq += 1;
+                        ops.push(confirmed(c, seq, false, Some(ActionRef { target, kind })));
+                    }
                 }
             }
             store.apply(&ops).unwrap();
             let newest = vm_steps(&store, TIMELINE_SQL, params![CONV, 50]);
-            let older = vm_steps(&store, TIMELINE_BEFORE_SQL, params![CONV, n / 2, 50]);
+            let older = vm_steps(&store, TIMELINE_BEFORE_SQL, params![CONV, seq / 2, 50]);
             let outbox = vm_steps(&store, OUTBOX_SQL, params![]);
             let max = vm_steps(&store, MAX_LOCAL_SEQ_SQL, params![]);
-            assert_eq!((newest.0, older.0, outbox.0, max.0), (50, 50, 0, 1));
-            costs.push((newest.1, older.1, outbox.1, max.1));
+            let page = store.timeline(conv, None, 50).unwrap();
+            let page_ids: Vec<String> = page.iter().map(|i| i.id.to_string()).collect();
+            let ids_json = serde_json::to_string(&page_ids).unwrap();
+            let actions = vm_steps(&store, ACTIONS_SQL, params![ids_json]);
+            let mark = page[0].seq.unwrap().0;
+            let unread = vm_steps(&store, UNREAD_SQL, params![CONV, mark]);
+            let count = store.unread(conv, Seq(mark)).unwrap();
+            let in_flight = vm_steps(&store, IN_FLIGHT_SQL, params![]);
+            assert_eq!(
+                (
+                    newest.0,
+                    older.0,
+                    outbox.0,
+                    max.0,
+                    actions.0,
+                    unread.0,
+                    in_flight.0
+                ),
+                (50, 50, 0, 1, 105, 1, 0)
+            );
+            // Of the 49 messages above the oldest of the page, 16 are own.
+            assert_eq!(count, 33);
+            costs.push([
+                newest.1,
+                older.1,
+                outbox.1,
+                max.1,
+                actions.1,
+                unread.1,
+                in_flight.1,
+            ]);
         }
         let (small, large) = (costs[0], costs[1]);
         // Allow a little slack for deeper B-trees.
-        assert!(
-            large.0 <= small.0 * 2 && large.1 <= small.1 * 2 && large.3 <= small.3 * 2,
-            "cost grew: {small:?} -> {large:?}"
+        for (s, l) in small.iter().zip(&large) {
+            assert!(*l <= s * 2 + 10, "cost grew: {small:?} -> {large:?}");
+        }
+    }
+
+    /// The erasure, and a later migration, keep working on a store written
+    /// by schema version 1 (rows without the action columns).
+    #[test]
+    fn migration_2_keeps_version_1_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.pragma_update(None, "user_version", 1).unwrap();
+            tx.execute(
+                "INSERT INTO items (id, conversation, sender, sender_name, body, own, status, \
+                 seq, local_seq, created_at, server_ts, failure, transmitted) \
+                 VALUES (?1, ?2, ?3, 'x', 'old text', 0, 2, 1, 0, 0, 0, NULL, 1)",
+                params![
+                    MessageId(uuid::Uuid::from_u128(1)).to_string(),
+                    CONV,
+                    UserId(uuid::Uuid::from_u128(2)).to_string()
+                ],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        let id = MessageId(uuid::Uuid::from_u128(1));
+        let conv = ConversationId::from_str(CONV).unwrap();
+        let got = store.item(id).unwrap().unwrap();
+        assert_eq!(
+            (got.body.as_str(), got.action.is_none()),
+            ("old text", true)
         );
-        assert!(
-            large.2 <= small.2 + 10,
-            "outbox cost grew: {small:?} -> {large:?}"
-        );
+        assert_eq!(store.unread(conv, Seq(0)).unwrap(), 1);
+        let mut del = got.clone();
+        del.id = MessageId(uuid::Uuid::from_u128(3));
+        del.seq = Some(Seq(2));
+        del.body = String::new();
+        del.action = Some(ActionRef {
+            target: id,
+            kind: ActionKind::Delete,
+        });
+        store.apply(&[StoreOp::UpsertConfirmed(del)]).unwrap();
+        let got = store.item(id).unwrap().unwrap();
+        assert!(got.deleted && got.body.is_empty());
+        assert_eq!(store.unread(conv, Seq(0)).unwrap(), 0);
+        assert_eq!(store.timeline(conv, None, 10).unwrap(), vec![got]);
     }
 
     #[test]
@@ -707,8 +1096,9 @@ mod tests {
             .execute(
                 concat!(
                     "INSERT INTO items (",
-                    item_columns!(),
-                    ") VALUES ('not-a-uuid', ?1, ?1, 'x', 'x', 1, 0, NULL, 1, 0, NULL, NULL, 0)"
+                    insert_columns!(),
+                    ") VALUES ('not-a-uuid', ?1, ?1, 'x', 'x', 1, 0, NULL, 1, 0, NULL, NULL, 0, \
+                     NULL, NULL)"
                 ),
                 params![conv.to_string()],
             )
@@ -721,8 +1111,8 @@ mod tests {
             .execute(
                 concat!(
                     "INSERT INTO items (",
-                    item_columns!(),
-                    ") VALUES (?1, ?2, ?2, 'x', 'x', 1, 5, NULL, 1, 0, NULL, NULL, 0)"
+                    insert_columns!(),
+                    ") VALUES (?1, ?2, ?2, 'x', 'x', 1, 5, NULL, 1, 0, NULL, NULL, 0, NULL, NULL)"
                 ),
                 params![id.to_string(), conv.to_string()],
             )
@@ -739,6 +1129,15 @@ mod tests {
             store.timeline(conv, None, 10),
             Err(StoreError::Corrupt(_))
         ));
+        // An action whose target is not an id.
+        store
+            .conn
+            .execute(
+                "UPDATE items SET failure = NULL, target = 'nope', action = 'edit' WHERE id = ?1",
+                params![id.to_string()],
+            )
+            .unwrap();
+        assert!(matches!(store.item(id), Err(StoreError::Corrupt(_))));
         store
             .conn
             .execute(
