@@ -143,9 +143,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         let rec = recorder.clone();
         let bodies = bodies.clone();
         let offset = interval.mul_f64(i as f64 / a.senders as f64);
-        let count = per_sender
-            .min(a.messages.saturating_sub(i * per_sender))
-            .max(0);
+        let count = per_sender.min(a.messages.saturating_sub(i * per_sender));
         tasks.push(tokio::spawn(async move {
             for k in 0..count {
                 let due = start + offset + interval.mul_f64(k as f64);
