@@ -200,6 +200,7 @@ mod tests {
                 id: MessageId::new(),
                 conversation: c,
                 body: i.to_string(),
+                action: None,
             };
             pending.push(committer.submit(op, i).await.unwrap());
         }

@@ -12,9 +12,10 @@
 //!      └─► fan-out hub (non-blocking, drops slow consumers)  fanout.rs
 //! ```
 //!
-//! - Every write of messages and delivery marks goes through one thread,
-//!   [`commit`], which commits whatever is queued in a single transaction
-//!   and only then answers. An `ack` therefore always means "on disk".
+//! - Every write of messages, actions (edit, delete, react, stored as
+//!   entries of the conversation's sequence) and marks (delivered, read)
+//!   goes through one thread, [`commit`], which commits whatever is queued
+//!   in a single transaction and only then answers. An `ack` therefore always means "on disk".
 //! - Each connection handles its frames strictly in order but does not wait
 //!   for one commit before reading the next frame: answers are queued in
 //!   order and sent as their commits complete (pipelining).

@@ -9,7 +9,7 @@ use crate::store::{WriteOp, WriteOutcome};
 use crate::{auth, ServerError};
 use axum::extract::ws::Utf8Bytes;
 use chatsync_protocol::{
-    check_body, check_conversation, encode, ClientFrame, ConversationId, ErrorCode, MessageId,
+    check_conversation, encode, ActionRef, ClientFrame, ConversationId, ErrorCode, MessageId,
     Refusal, Seq, ServerFrame, UserId, PROTOCOL_VERSION,
 };
 use std::sync::Arc;
@@ -45,6 +45,12 @@ fn rejection(code: ErrorCode) -> Refusal {
         }
         ErrorCode::UnknownConversation => "no such conversation",
         ErrorCode::NotMember => "you are not a member of this conversation",
+        ErrorCode::NotFound => {
+            "the target of this action is not a message of this conversation \
+             (unknown id, another conversation's message, or itself an action)"
+        }
+        ErrorCode::NotAuthor => "only the author of a message may edit or delete it",
+        ErrorCode::Gone => "the target of this action was deleted",
         _ => "the message was not stored",
     };
     Refusal::permanent(code, message)
@@ -55,6 +61,15 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Which mark a report moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mark {
+    /// `received`: stored on a device.
+    Delivered,
+    /// `read`: read by the account.
+    Read,
 }
 
 /// The `req` of a request frame, so even a refusal can be correlated.
@@ -138,32 +153,13 @@ impl Conn {
                 id,
                 conversation,
                 body,
-                action: None,
-            } => self.send(me, id, conversation, body).await,
-            // Actions and read marks are in the protocol crate but not
-            // implemented by this server yet: refuse them clearly, for
-            // good, instead of storing an action as a plain message.
-            ClientFrame::Send {
-                id,
-                action: Some(_),
-                ..
-            } => {
-                let refusal = Refusal::permanent(
-                    ErrorCode::InvalidRequest,
-                    "this server does not support actions (edit, delete, react) yet",
-                );
-                self.reply(refused(id, refusal)).await
-            }
-            ClientFrame::Read { .. } => {
-                self.reply(error(
-                    None,
-                    ErrorCode::InvalidRequest,
-                    "this server does not support read marks yet",
-                ))
-                .await
+                action,
+            } => self.send(me, id, conversation, body, action).await,
+            ClientFrame::Read { conversation, seq } => {
+                self.mark(me, conversation, seq, Mark::Read).await
             }
             ClientFrame::Received { conversation, seq } => {
-                self.received(me, conversation, seq).await
+                self.mark(me, conversation, seq, Mark::Delivered).await
             }
             ClientFrame::Sync {
                 req,
@@ -271,15 +267,21 @@ impl Conn {
     /// submits it to the committer and queues its pending answer without
     /// waiting for the commit. A send that would be refused is first looked
     /// up: if this account already stored this id, the answer is the
-    /// original ack, never a refusal.
+    /// original ack, never a refusal. An action's target is validated by
+    /// the store, inside the commit (so it sees every earlier write,
+    /// including its target sent just before on this connection).
     async fn send(
         &mut self,
         me: Authed,
         id: MessageId,
         conversation: ConversationId,
         body: String,
+        action: Option<ActionRef>,
     ) -> Flow {
-        if let Some(refusal) = self.check_send(&me, id, conversation, &body).await {
+        if let Some(refusal) = self
+            .check_send(&me, id, conversation, &body, action.as_ref())
+            .await
+        {
             return match self.stored_ack(me.user, id).await {
                 Some(ack) => {
                     // It cannot be overtaken any more, and the client will
@@ -296,6 +298,7 @@ impl Conn {
             id,
             conversation,
             body,
+            action,
         };
         let ctx = CommitCtx {
             origin: self.id,
@@ -314,8 +317,8 @@ impl Conn {
                     server_ts: a.server_ts,
                 },
                 Ok(Ok(WriteOutcome::Rejected(code))) => refused(id, rejection(code)),
-                Ok(Ok(WriteOutcome::Delivered { .. })) => {
-                    tracing::error!("committer answered a send with a delivery outcome");
+                Ok(Ok(WriteOutcome::Marks { .. })) => {
+                    tracing::error!("committer answered a send with a marks outcome");
                     refused(id, ServerError::Task("mismatched outcome".into()).refusal())
                 }
                 Ok(Err(e)) => {
@@ -330,7 +333,8 @@ impl Conn {
     }
 
     /// Why a send must be refused, checked in the documented order:
-    /// membership, body, then rate (only a send that passed the others
+    /// membership, body (by the rules of what it carries: message, edit,
+    /// delete or reaction), then rate (only a send that passed the others
     /// takes a token or can block the connection); `None` if it may go on.
     async fn check_send(
         &mut self,
@@ -338,6 +342,7 @@ impl Conn {
         id: MessageId,
         conversation: ConversationId,
         body: &str,
+        action: Option<&ActionRef>,
     ) -> Option<Refusal> {
         let state = &self.state;
         match state
@@ -363,7 +368,9 @@ impl Conn {
                 return Some(e.refusal());
             }
         }
-        if let Err((code, message)) = check_body(body, &state.config.limits) {
+        if let Err((code, message)) =
+            chatsync_protocol::check_send(body, action, &state.config.limits)
+        {
             return Some(Refusal::permanent(code, message));
         }
         if let Err(wait_ms) = self.gate.admit(id, Instant::now()) {
@@ -396,7 +403,30 @@ impl Conn {
         }
     }
 
-    async fn received(&mut self, me: Authed, conversation: ConversationId, seq: Seq) -> Flow {
+    /// A `received` or `read` report of the connection's own account:
+    /// checks membership, then submits the write without awaiting it. No
+    /// answer on success; a moved mark is pushed to every member. A
+    /// non-member or an unknown conversation gets an `error` without `req`.
+    async fn mark(
+        &mut self,
+        me: Authed,
+        conversation: ConversationId,
+        seq: Seq,
+        mark: Mark,
+    ) -> Flow {
+        let user = me.user;
+        let op = match mark {
+            Mark::Delivered => WriteOp::Delivered {
+                conversation,
+                user,
+                seq,
+            },
+            Mark::Read => WriteOp::Read {
+                conversation,
+                user,
+                seq,
+            },
+        };
         let state = &self.state;
         match state
             .members
@@ -404,11 +434,6 @@ impl Conn {
             .await
         {
             Ok(Membership::Member) => {
-                let op = WriteOp::Delivered {
-                    conversation,
-                    user: me.user,
-                    seq,
-                };
                 let ctx = CommitCtx {
                     origin: self.id,
                     username: me.username,
@@ -417,7 +442,7 @@ impl Conn {
                 // the committer's hook. If the server is stopping the report
                 // is lost, and the client repeats it on its next connection.
                 if let Err(e) = state.committer.submit_detached(op, ctx).await {
-                    tracing::debug!(error = %e, "delivery report dropped");
+                    tracing::debug!(error = %e, "mark report dropped");
                 }
                 Flow::Continue
             }

@@ -20,14 +20,15 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use chatsync_protocol::{encode, MemberMarks, Seq, ServerFrame, WireMessage};
+use chatsync_protocol::{encode, MemberMarks, ServerFrame, WireMessage};
 use members::MembersCache;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 
 /// Context carried with each write to the committer, for the fan-out that
-/// follows the commit.
+/// follows the commit. For a mark, the submitting user is the member whose
+/// mark moved.
 pub(crate) struct CommitCtx {
     /// Connection that submitted it; it gets an ack instead of a push.
     origin: ConnId,
@@ -98,6 +99,7 @@ fn publish_committed(
                 id,
                 conversation,
                 body,
+                action,
             },
             WriteOutcome::Appended(a),
         ) if !a.duplicate => {
@@ -109,7 +111,7 @@ fn publish_committed(
                 sender_name: ctx.username.to_string(),
                 body: body.clone(),
                 server_ts: a.server_ts,
-                action: None,
+                action: action.clone(),
             };
             (
                 *conversation,
@@ -120,9 +122,13 @@ fn publish_committed(
         (
             WriteOp::Delivered {
                 conversation, user, ..
+            }
+            | WriteOp::Read {
+                conversation, user, ..
             },
-            WriteOutcome::Delivered {
+            WriteOutcome::Marks {
                 delivered,
+                read,
                 changed: true,
             },
         ) => {
@@ -130,8 +136,7 @@ fn publish_committed(
                 user: *user,
                 username: ctx.username.to_string(),
                 delivered: *delivered,
-                // Read marks are not tracked by this server yet.
-                read: Seq::ZERO,
+                read: *read,
             };
             let frame = ServerFrame::Marks {
                 conversation: *conversation,

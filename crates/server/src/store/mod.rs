@@ -11,8 +11,8 @@ pub use sqlite::SqliteStore;
 
 use crate::ServerError;
 use chatsync_protocol::{
-    ConversationId, ConversationInfo, DeviceId, ErrorCode, MemberMarks, MessageId, Seq, UserId,
-    WireMessage,
+    ActionRef, ConversationId, ConversationInfo, DeviceId, ErrorCode, MemberMarks, MessageId, Seq,
+    UserId, WireMessage,
 };
 
 /// An account as stored.
@@ -43,8 +43,10 @@ pub struct SessionRecord {
 /// One write, applied by [`ServerStore::apply_batch`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOp {
-    /// Store a message, unless `(sender, id)` is already stored (then the
-    /// original is acknowledged) or `id` is another sender's (refused).
+    /// Store a message or an action, unless `(sender, id)` is already
+    /// stored (then the original is acknowledged) or `id` is another
+    /// sender's (refused). An action is then validated against its target
+    /// (see [`ServerStore::apply_batch`]).
     Append {
         /// Author.
         sender: UserId,
@@ -52,8 +54,11 @@ pub enum WriteOp {
         id: MessageId,
         /// Target conversation.
         conversation: ConversationId,
-        /// Text.
+        /// Text: the message, the new text of an edit, the emoji of a
+        /// reaction, empty for a delete.
         body: String,
+        /// Present when this is an action on an earlier message.
+        action: Option<ActionRef>,
     },
     /// Move a member's delivered mark forward.
     Delivered {
@@ -62,6 +67,17 @@ pub enum WriteOp {
         /// Member.
         user: UserId,
         /// Highest seq the member stored; clamped to the conversation's
+        /// `last_seq`.
+        seq: Seq,
+    },
+    /// Move a member's read mark forward (and the delivered mark with it:
+    /// reading implies having).
+    Read {
+        /// Conversation.
+        conversation: ConversationId,
+        /// Member.
+        user: UserId,
+        /// Highest seq the member read; clamped to the conversation's
         /// `last_seq`.
         seq: Seq,
     },
@@ -86,15 +102,20 @@ pub struct Appended {
 pub enum WriteOutcome {
     /// Answer to [`WriteOp::Append`].
     Appended(Appended),
-    /// Answer to [`WriteOp::Delivered`].
-    Delivered {
-        /// The member's mark after the write.
+    /// Answer to [`WriteOp::Delivered`] and [`WriteOp::Read`].
+    Marks {
+        /// The member's delivered mark after the write.
         delivered: Seq,
-        /// Whether the mark moved.
+        /// The member's read mark after the write.
+        read: Seq,
+        /// Whether either mark moved.
         changed: bool,
     },
     /// The op could not apply (unknown conversation, not a member, id used
-    /// by another sender); the rest of the batch is unaffected.
+    /// by another sender; for an action, a target that is not a message of
+    /// the conversation, an edit or delete by someone other than the
+    /// target's author, an edit or reaction on a deleted message); the
+    /// rest of the batch is unaffected.
     Rejected(ErrorCode),
 }
 
@@ -154,6 +175,20 @@ pub trait ServerStore: Send + Sync + 'static {
     /// in the same batch) by another sender is
     /// `Rejected(ErrorCode::IdConflict)`. A new message gets the
     /// conversation's `last_seq + 1`. `Err` means nothing was stored.
+    ///
+    /// An action (an append with `action`) shares the conversation's
+    /// sequence with messages. After dedup it is validated against the
+    /// state inside the same transaction, so earlier ops of the batch count:
+    /// the target must be a message (not an action) of the same
+    /// conversation, else `Rejected(NotFound)`; an edit or delete must come
+    /// from the target's sender, else `Rejected(NotAuthor)`; an edit or
+    /// reaction on a deleted message is `Rejected(Gone)`, while a delete of
+    /// a deleted message is stored (idempotent). A stored delete marks the
+    /// target deleted and erases its text and the text of its edits.
+    ///
+    /// Marks only move forward: `delivered = max(old, min(seq, last_seq))`;
+    /// for a read, `read = max(old, min(seq, last_seq))` and then
+    /// `delivered = max(delivered, read)`.
     fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, ServerError>;
 
     /// The committed message `sender` stored under `id`, as its original
@@ -162,7 +197,8 @@ pub trait ServerStore: Send + Sync + 'static {
     /// its ack rather than refused.
     fn find_sent(&self, sender: UserId, id: MessageId) -> Result<Option<Appended>, ServerError>;
 
-    /// Up to `limit` messages with `seq > after`, in order, with sender names.
+    /// Up to `limit` messages and actions with `seq > after`, in order,
+    /// with sender names and each action's `action`.
     fn messages_after(
         &self,
         conversation: ConversationId,

@@ -8,9 +8,10 @@
 use super::{Account, Appended, Page, ServerStore, SessionRecord, WriteOp, WriteOutcome};
 use crate::ServerError;
 use chatsync_protocol::{
-    ConversationId, ConversationInfo, DeviceId, ErrorCode, MemberMarks, MessageId, Seq, UserId,
-    WireMessage,
+    ActionKind, ActionRef, ConversationId, ConversationInfo, DeviceId, ErrorCode, MemberMarks,
+    MessageId, Seq, UserId, WireMessage,
 };
+use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,6 +66,21 @@ const MIGRATIONS: &[&str] = &[
     // same id from two senders, and must still open.
     r#"
     CREATE INDEX messages_by_id ON messages(id);
+    "#,
+    // 3: actions (edit, delete, react) are rows of `messages` sharing the
+    // conversation's seq: `action_kind` is NULL for a plain message;
+    // `action_target` is the id of the message acted on; `action_on` is
+    // set for a reaction only. `deleted` flags a message whose delete was
+    // stored (its body is then erased). Members get a read mark.
+    r#"
+    ALTER TABLE messages ADD COLUMN action_kind TEXT
+        CHECK (action_kind IN ('edit', 'delete', 'react'));
+    ALTER TABLE messages ADD COLUMN action_target BLOB;
+    ALTER TABLE messages ADD COLUMN action_on INTEGER;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_by_target ON messages(action_target)
+        WHERE action_target IS NOT NULL;
+    ALTER TABLE members ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
 
@@ -187,6 +203,38 @@ fn uuid_at(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
     Ok(Uuid::from_bytes(bytes))
 }
 
+/// The stored form of an action kind: `action_kind` and `action_on`.
+fn kind_sql(kind: ActionKind) -> (&'static str, Option<bool>) {
+    match kind {
+        ActionKind::Edit => ("edit", None),
+        ActionKind::Delete => ("delete", None),
+        ActionKind::React { on } => ("react", Some(on)),
+    }
+}
+
+/// The action stored in columns `idx` (`action_kind`), `idx + 1`
+/// (`action_target`) and `idx + 2` (`action_on`); `None` for a message.
+fn action_at(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Option<ActionRef>> {
+    let Some(kind) = row.get::<_, Option<String>>(idx)? else {
+        return Ok(None);
+    };
+    let target = MessageId(uuid_at(row, idx + 1)?);
+    let on: Option<bool> = row.get(idx + 2)?;
+    let kind = match (kind.as_str(), on) {
+        ("edit", _) => ActionKind::Edit,
+        ("delete", _) => ActionKind::Delete,
+        ("react", Some(on)) => ActionKind::React { on },
+        _ => {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                idx,
+                Type::Text,
+                format!("unknown stored action {kind:?} (on: {on:?})").into(),
+            ))
+        }
+    };
+    Ok(Some(ActionRef { target, kind }))
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.code == rusqlite::ErrorCode::ConstraintViolation)
@@ -197,7 +245,7 @@ fn read_members(
     conversation: ConversationId,
 ) -> rusqlite::Result<Vec<MemberMarks>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT m.user, a.username, m.delivered FROM members m
+        "SELECT m.user, a.username, m.delivered, m.read_seq FROM members m
          JOIN accounts a ON a.id = m.user
          WHERE m.conversation = ?1 ORDER BY a.username",
     )?;
@@ -206,8 +254,7 @@ fn read_members(
             user: UserId(uuid_at(r, 0)?),
             username: r.get(1)?,
             delivered: seq_of(r.get(2)?),
-            // Read marks are not stored by this server yet.
-            read: Seq::ZERO,
+            read: seq_of(r.get(3)?),
         })
     })?;
     rows.collect()
@@ -245,7 +292,9 @@ fn read_messages(
     limit: u32,
 ) -> rusqlite::Result<Vec<WireMessage>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT m.seq, m.sender, a.username, m.id, m.body, m.server_ts FROM messages m
+        "SELECT m.seq, m.sender, a.username, m.id, m.body, m.server_ts,
+                m.action_kind, m.action_target, m.action_on
+         FROM messages m
          JOIN accounts a ON a.id = m.sender
          WHERE m.conversation = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3",
     )?;
@@ -260,7 +309,7 @@ fn read_messages(
                 sender_name: r.get(2)?,
                 body: r.get(4)?,
                 server_ts: r.get(5)?,
-                action: None,
+                action: action_at(r, 6)?,
             })
         },
     )?;
@@ -278,6 +327,7 @@ fn apply_one(
             id,
             conversation,
             body,
+            action,
         } => {
             // One lookup by id decides both dedup and conflict. It sees
             // earlier writes of the same batch too, since they are in this
@@ -307,10 +357,29 @@ fn apply_one(
             let Some(last) = read_last_seq(tx, *conversation)? else {
                 return Ok(WriteOutcome::Rejected(ErrorCode::UnknownConversation));
             };
+            // Validated after dedup (a resend gets its original ack even if
+            // the target was deleted since) and before a seq is taken (a
+            // refused action leaves no gap).
+            let target_seq = match action {
+                None => None,
+                Some(action) => match check_action(tx, *sender, *conversation, action)? {
+                    Ok(target_seq) => Some(target_seq),
+                    Err(code) => return Ok(WriteOutcome::Rejected(code)),
+                },
+            };
             let seq = last.next();
+            let (kind, on) = match action {
+                Some(a) => {
+                    let (kind, on) = kind_sql(a.kind);
+                    (Some(kind), on)
+                }
+                None => (None, None),
+            };
+            let target = action.as_ref().map(|a| a.target.0.as_bytes().to_vec());
             tx.prepare_cached(
-                "INSERT INTO messages (conversation, seq, sender, id, body, server_ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO messages (conversation, seq, sender, id, body, server_ts,
+                                       action_kind, action_target, action_on)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 conversation.0.as_bytes(),
@@ -318,10 +387,18 @@ fn apply_one(
                 sender.0.as_bytes(),
                 id.0.as_bytes(),
                 body,
-                now
+                now,
+                kind,
+                target,
+                on
             ])?;
             tx.prepare_cached("UPDATE conversations SET last_seq = ?2 WHERE id = ?1")?
                 .execute(params![conversation.0.as_bytes(), seq_sql(seq)])?;
+            if let (Some(action), Some(target_seq)) = (action, target_seq) {
+                if action.kind == ActionKind::Delete {
+                    erase(tx, *conversation, target_seq, action.target)?;
+                }
+            }
             Ok(WriteOutcome::Appended(Appended {
                 conversation: *conversation,
                 seq,
@@ -333,40 +410,127 @@ fn apply_one(
             conversation,
             user,
             seq,
-        } => {
-            let Some(last) = read_last_seq(tx, *conversation)? else {
-                return Ok(WriteOutcome::Rejected(ErrorCode::UnknownConversation));
-            };
-            let old: Option<i64> = tx
-                .prepare_cached(
-                    "SELECT delivered FROM members WHERE conversation = ?1 AND user = ?2",
-                )?
-                .query_row(params![conversation.0.as_bytes(), user.0.as_bytes()], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            let Some(old) = old.map(seq_of) else {
-                return Ok(WriteOutcome::Rejected(ErrorCode::NotMember));
-            };
-            // A client cannot claim messages that do not exist yet, and a
-            // late or repeated report never moves the mark back.
-            let new = old.max((*seq).min(last));
-            if new != old {
-                tx.prepare_cached(
-                    "UPDATE members SET delivered = ?3 WHERE conversation = ?1 AND user = ?2",
-                )?
-                .execute(params![
-                    conversation.0.as_bytes(),
-                    user.0.as_bytes(),
-                    seq_sql(new)
-                ])?;
-            }
-            Ok(WriteOutcome::Delivered {
-                delivered: new,
-                changed: new != old,
-            })
-        }
+        } => move_marks(tx, *conversation, *user, *seq, false),
+        WriteOp::Read {
+            conversation,
+            user,
+            seq,
+        } => move_marks(tx, *conversation, *user, *seq, true),
     }
+}
+
+/// Validates an action against its target, inside the write transaction:
+/// the seq of the target, or why the action is refused. Checked in this
+/// order: the target is a message (not an action) of `conversation`
+/// (`NotFound`); an edit or delete comes from its author (`NotAuthor`); an
+/// edit or reaction does not target a deleted message (`Gone`). A delete
+/// of a deleted message passes: a second device may delete too.
+fn check_action(
+    tx: &rusqlite::Transaction<'_>,
+    sender: UserId,
+    conversation: ConversationId,
+    action: &ActionRef,
+) -> rusqlite::Result<Result<Seq, ErrorCode>> {
+    // Should a database from before ids were unique across senders hold
+    // the id twice in this conversation, the sender's own copy is taken.
+    let target: Option<(Uuid, i64, bool)> = tx
+        .prepare_cached(
+            "SELECT sender, seq, deleted FROM messages
+             WHERE id = ?1 AND conversation = ?2 AND action_kind IS NULL
+             ORDER BY sender = ?3 DESC, seq LIMIT 1",
+        )?
+        .query_row(
+            params![
+                action.target.0.as_bytes(),
+                conversation.0.as_bytes(),
+                sender.0.as_bytes()
+            ],
+            |r| Ok((uuid_at(r, 0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((author, seq, deleted)) = target else {
+        return Ok(Err(ErrorCode::NotFound));
+    };
+    let by_author = author == sender.0;
+    Ok(match action.kind {
+        ActionKind::Edit | ActionKind::Delete if !by_author => Err(ErrorCode::NotAuthor),
+        ActionKind::Edit | ActionKind::React { .. } if deleted => Err(ErrorCode::Gone),
+        _ => Ok(seq_of(seq)),
+    })
+}
+
+/// Marks the message at `seq` deleted and erases its text and the text of
+/// every edit of it (privacy: no version of the text stays on the server).
+fn erase(
+    tx: &rusqlite::Transaction<'_>,
+    conversation: ConversationId,
+    seq: Seq,
+    target: MessageId,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE messages SET body = '', deleted = 1 WHERE conversation = ?1 AND seq = ?2",
+    )?
+    .execute(params![conversation.0.as_bytes(), seq_sql(seq)])?;
+    tx.prepare_cached(
+        "UPDATE messages SET body = ''
+         WHERE action_target = ?1 AND conversation = ?2 AND action_kind = 'edit'",
+    )?
+    .execute(params![target.0.as_bytes(), conversation.0.as_bytes()])?;
+    Ok(())
+}
+
+/// Moves a member's marks forward. A delivery report moves `delivered`; a
+/// read moves `read` and then `delivered` up to it (reading implies
+/// having). Both are clamped to `last_seq`, and a late, repeated or lower
+/// report never moves a mark back.
+fn move_marks(
+    tx: &rusqlite::Transaction<'_>,
+    conversation: ConversationId,
+    user: UserId,
+    seq: Seq,
+    read: bool,
+) -> rusqlite::Result<WriteOutcome> {
+    let Some(last) = read_last_seq(tx, conversation)? else {
+        return Ok(WriteOutcome::Rejected(ErrorCode::UnknownConversation));
+    };
+    let old: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT delivered, read_seq FROM members WHERE conversation = ?1 AND user = ?2",
+        )?
+        .query_row(params![conversation.0.as_bytes(), user.0.as_bytes()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((old_delivered, old_read)) = old else {
+        return Ok(WriteOutcome::Rejected(ErrorCode::NotMember));
+    };
+    let (old_delivered, old_read) = (seq_of(old_delivered), seq_of(old_read));
+    // A client cannot claim messages that do not exist yet.
+    let claimed = seq.min(last);
+    let (delivered, new_read) = if read {
+        let new_read = old_read.max(claimed);
+        (old_delivered.max(new_read), new_read)
+    } else {
+        (old_delivered.max(claimed), old_read)
+    };
+    let changed = (delivered, new_read) != (old_delivered, old_read);
+    if changed {
+        tx.prepare_cached(
+            "UPDATE members SET delivered = ?3, read_seq = ?4
+             WHERE conversation = ?1 AND user = ?2",
+        )?
+        .execute(params![
+            conversation.0.as_bytes(),
+            user.0.as_bytes(),
+            seq_sql(delivered),
+            seq_sql(new_read)
+        ])?;
+    }
+    Ok(WriteOutcome::Marks {
+        delivered,
+        read: new_read,
+        changed,
+    })
 }
 
 impl ServerStore for SqliteStore {
@@ -600,6 +764,32 @@ mod tests {
             id,
             conversation,
             body: body.into(),
+            action: None,
+        }
+    }
+
+    fn act(
+        sender: UserId,
+        id: MessageId,
+        conversation: ConversationId,
+        body: &str,
+        target: MessageId,
+        kind: ActionKind,
+    ) -> WriteOp {
+        WriteOp::Append {
+            sender,
+            id,
+            conversation,
+            body: body.into(),
+            action: Some(ActionRef { target, kind }),
+        }
+    }
+
+    fn marks(delivered: u64, read: u64, changed: bool) -> WriteOutcome {
+        WriteOutcome::Marks {
+            delivered: Seq(delivered),
+            read: Seq(read),
+            changed,
         }
     }
 
@@ -693,23 +883,37 @@ mod tests {
     fn a_database_with_legacy_cross_sender_duplicates_still_opens() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite3");
-        let (a, b, c, id) = {
+        let (a, b, c, id) = (
+            UserId::new(),
+            UserId::new(),
+            ConversationId::new(),
+            MessageId::new(),
+        );
+        {
             // Schema 1 only, with the same id stored by two senders, as an
-            // older server allowed.
+            // older server allowed. Rows written by hand, in that shape.
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(MIGRATIONS[0]).unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
-            drop(conn);
-            let store = SqliteStore::open(&path).unwrap();
-            let a = store.create_account("alice", "h").unwrap();
-            let b = store.create_account("bob", "h").unwrap();
-            let c = store.create_conversation("t", &[a, b]).unwrap().id;
-            (a, b, c, MessageId::new())
-        };
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-            conn.execute("DROP INDEX messages_by_id", []).unwrap();
+            conn.execute(
+                "INSERT INTO conversations (id, title, created_ms, last_seq)
+                 VALUES (?1, 't', 1, 2)",
+                params![c.0.as_bytes()],
+            )
+            .unwrap();
+            for (user, name) in [(a, "alice"), (b, "bob")] {
+                conn.execute(
+                    "INSERT INTO accounts (id, username, password_hash, created_ms)
+                     VALUES (?1, ?2, 'h', 1)",
+                    params![user.0.as_bytes(), name],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO members (conversation, user, delivered) VALUES (?1, ?2, 0)",
+                    params![c.0.as_bytes(), user.0.as_bytes()],
+                )
+                .unwrap();
+            }
             for (seq, sender) in [(1, a), (2, b)] {
                 conn.execute(
                     "INSERT INTO messages (conversation, seq, sender, id, body, server_ts)
@@ -718,8 +922,6 @@ mod tests {
                 )
                 .unwrap();
             }
-            conn.execute("UPDATE conversations SET last_seq = 2", [])
-                .unwrap();
         }
         // Migration 2 applies (its index is not unique) and each legacy
         // owner still gets its own original ack; a third sender conflicts.
@@ -735,6 +937,11 @@ mod tests {
         assert_eq!(appended(&out[0]).seq, Seq(2));
         assert_eq!(appended(&out[1]).seq, Seq(1));
         assert_eq!(out[2], WriteOutcome::Rejected(ErrorCode::IdConflict));
+        // An action on the ambiguous id targets the actor's own copy.
+        let out = store
+            .apply_batch(&[act(b, MessageId::new(), c, "mine", id, ActionKind::Edit)])
+            .unwrap();
+        assert_eq!(appended(&out[0]).seq, Seq(3));
     }
 
     #[test]
@@ -769,22 +976,10 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                WriteOutcome::Delivered {
-                    delivered: Seq(2),
-                    changed: true
-                },
-                WriteOutcome::Delivered {
-                    delivered: Seq(2),
-                    changed: false
-                },
-                WriteOutcome::Delivered {
-                    delivered: Seq(3),
-                    changed: true
-                },
-                WriteOutcome::Delivered {
-                    delivered: Seq(3),
-                    changed: false
-                },
+                marks(2, 0, true),
+                marks(2, 0, false),
+                marks(3, 0, true),
+                marks(3, 0, false),
             ]
         );
         let outsider = store.create_account("carol", "h").unwrap();
@@ -840,5 +1035,305 @@ mod tests {
         let again = appended(&store.apply_batch(&[append(a, id, c, "kept")]).unwrap()[0]);
         assert!(again.duplicate);
         assert_eq!(again.seq, Seq(1));
+    }
+
+    #[test]
+    fn read_marks_only_move_forward_and_raise_delivered() {
+        let (store, a, b, c) = store_with_pair();
+        let ops: Vec<_> = (0..4)
+            .map(|i| append(a, MessageId::new(), c, &i.to_string()))
+            .collect();
+        store.apply_batch(&ops).unwrap();
+        let r = |seq| WriteOp::Read {
+            conversation: c,
+            user: b,
+            seq: Seq(seq),
+        };
+        let d = |seq| WriteOp::Delivered {
+            conversation: c,
+            user: b,
+            seq: Seq(seq),
+        };
+        let out = store
+            .apply_batch(&[d(1), r(3), r(1), d(2), r(99), r(4), d(4)])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                marks(1, 0, true),
+                // Reading implies having.
+                marks(3, 3, true),
+                // A stale device's lower mark changes nothing.
+                marks(3, 3, false),
+                marks(3, 3, false),
+                // Clamped to last_seq.
+                marks(4, 4, true),
+                marks(4, 4, false),
+                marks(4, 4, false),
+            ]
+        );
+        let outsider = store.create_account("carol", "h").unwrap();
+        let out = store
+            .apply_batch(&[
+                WriteOp::Read {
+                    conversation: c,
+                    user: outsider,
+                    seq: Seq(1),
+                },
+                WriteOp::Read {
+                    conversation: ConversationId::new(),
+                    user: a,
+                    seq: Seq(1),
+                },
+            ])
+            .unwrap();
+        assert_eq!(out[0], WriteOutcome::Rejected(ErrorCode::NotMember));
+        assert_eq!(
+            out[1],
+            WriteOutcome::Rejected(ErrorCode::UnknownConversation)
+        );
+        // Every place marks are read reports the read mark.
+        let (listed, _) = store.marks(c).unwrap().unwrap();
+        let bob = listed.iter().find(|m| m.user == b).unwrap();
+        assert_eq!((bob.delivered, bob.read), (Seq(4), Seq(4)));
+        let page = store.page(c, Seq::ZERO, 1).unwrap().unwrap();
+        assert_eq!(page.members, listed);
+        assert_eq!(store.conversations_of(a).unwrap()[0].members, listed);
+    }
+
+    #[test]
+    fn actions_are_validated_against_their_target() {
+        let (store, a, b, c) = store_with_pair();
+        let other = store.create_conversation("other", &[a, b]).unwrap().id;
+        let (m, elsewhere, edit) = (MessageId::new(), MessageId::new(), MessageId::new());
+        let like = ActionKind::React { on: true };
+        let out = store
+            .apply_batch(&[
+                append(a, m, c, "hello"),
+                append(a, elsewhere, other, "elsewhere"),
+                // Its target is earlier in the same batch: it sees it.
+                act(a, edit, c, "hello!", m, ActionKind::Edit),
+            ])
+            .unwrap();
+        assert_eq!(appended(&out[2]).seq, Seq(2));
+        let out = store
+            .apply_batch(&[
+                act(
+                    a,
+                    MessageId::new(),
+                    c,
+                    "x",
+                    MessageId::new(),
+                    ActionKind::Edit,
+                ),
+                act(a, MessageId::new(), c, "x", elsewhere, ActionKind::Edit),
+                act(b, MessageId::new(), c, "👍", edit, like),
+                act(b, MessageId::new(), c, "hijack", m, ActionKind::Edit),
+                act(b, MessageId::new(), c, "", m, ActionKind::Delete),
+                act(b, MessageId::new(), c, "👍", m, like),
+            ])
+            .unwrap();
+        assert_eq!(out[0], WriteOutcome::Rejected(ErrorCode::NotFound));
+        assert_eq!(out[1], WriteOutcome::Rejected(ErrorCode::NotFound));
+        assert_eq!(out[2], WriteOutcome::Rejected(ErrorCode::NotFound));
+        assert_eq!(out[3], WriteOutcome::Rejected(ErrorCode::NotAuthor));
+        assert_eq!(out[4], WriteOutcome::Rejected(ErrorCode::NotAuthor));
+        // Refused actions took no seq.
+        assert_eq!(appended(&out[5]).seq, Seq(3));
+
+        let (del, del2, late_edit) = (MessageId::new(), MessageId::new(), MessageId::new());
+        let out = store
+            .apply_batch(&[
+                act(a, del, c, "", m, ActionKind::Delete),
+                act(a, late_edit, c, "back", m, ActionKind::Edit),
+                act(b, MessageId::new(), c, "❤️", m, like),
+                // Still the author's check first, then gone.
+                act(b, MessageId::new(), c, "", m, ActionKind::Delete),
+                // A second device deletes too: accepted.
+                act(a, del2, c, "", m, ActionKind::Delete),
+                // A resend of the first edit: its original ack, though the
+                // target is gone now.
+                act(a, edit, c, "hello!", m, ActionKind::Edit),
+            ])
+            .unwrap();
+        assert_eq!(appended(&out[0]).seq, Seq(4));
+        assert_eq!(out[1], WriteOutcome::Rejected(ErrorCode::Gone));
+        assert_eq!(out[2], WriteOutcome::Rejected(ErrorCode::Gone));
+        assert_eq!(out[3], WriteOutcome::Rejected(ErrorCode::NotAuthor));
+        assert_eq!(appended(&out[4]).seq, Seq(5));
+        let dup = appended(&out[5]);
+        assert!(dup.duplicate);
+        assert_eq!(dup.seq, Seq(2));
+
+        // The text is erased from the message and its edit; the actions
+        // come back with their `action`.
+        let all = store.messages_after(c, Seq::ZERO, 100).unwrap();
+        let bodies: Vec<&str> = all.iter().map(|w| w.body.as_str()).collect();
+        assert_eq!(bodies, vec!["", "", "👍", "", ""]);
+        assert_eq!(all[0].action, None);
+        assert_eq!(
+            all[1].action,
+            Some(ActionRef {
+                target: m,
+                kind: ActionKind::Edit
+            })
+        );
+        assert_eq!(all[2].action.as_ref().map(|a| a.kind), Some(like));
+        assert_eq!(
+            all[3].action.as_ref().map(|a| (a.target, a.kind)),
+            Some((m, ActionKind::Delete))
+        );
+        // The other conversation is untouched.
+        let there = store.messages_after(other, Seq::ZERO, 10).unwrap();
+        assert_eq!(there[0].body, "elsewhere");
+    }
+
+    #[test]
+    fn folding_the_stored_history_gives_the_expected_state() {
+        use chatsync_protocol::{fold, FoldEvent};
+        let (store, a, b, c) = store_with_pair();
+        let (m1, m2, m3) = (MessageId::new(), MessageId::new(), MessageId::new());
+        let on = ActionKind::React { on: true };
+        let off = ActionKind::React { on: false };
+        store
+            .apply_batch(&[
+                append(a, m1, c, "first"),
+                append(b, m2, c, "second"),
+                append(a, m3, c, "third"),
+                act(
+                    a,
+                    MessageId::new(),
+                    c,
+                    "first, edited",
+                    m1,
+                    ActionKind::Edit,
+                ),
+                act(b, MessageId::new(), c, "👍", m1, on),
+                act(a, MessageId::new(), c, "👍", m1, on),
+                act(b, MessageId::new(), c, "👍", m1, off),
+                act(b, MessageId::new(), c, "👍", m1, on),
+                act(a, MessageId::new(), c, "🎉", m2, on),
+                act(
+                    b,
+                    MessageId::new(),
+                    c,
+                    "second, fixed",
+                    m2,
+                    ActionKind::Edit,
+                ),
+                act(
+                    b,
+                    MessageId::new(),
+                    c,
+                    "second, final",
+                    m2,
+                    ActionKind::Edit,
+                ),
+                act(
+                    a,
+                    MessageId::new(),
+                    c,
+                    "third, edited",
+                    m3,
+                    ActionKind::Edit,
+                ),
+                act(b, MessageId::new(), c, "😮", m3, on),
+                act(a, MessageId::new(), c, "", m3, ActionKind::Delete),
+            ])
+            .unwrap();
+        // Read in small pages, as a client catching up would.
+        let mut history = Vec::new();
+        loop {
+            let after = history.last().map_or(Seq::ZERO, |w: &WireMessage| w.seq);
+            let page = store.page(c, after, 4).unwrap().unwrap();
+            if page.messages.is_empty() {
+                break;
+            }
+            history.extend(page.messages);
+        }
+        assert_eq!(history.len(), 14);
+        let folded = |id: MessageId| {
+            let msg = history.iter().find(|w| w.id == id).unwrap();
+            let events: Vec<FoldEvent<'_>> = history
+                .iter()
+                .filter(|w| w.action.as_ref().is_some_and(|x| x.target == id))
+                .map(|w| FoldEvent {
+                    seq: w.seq,
+                    sender: w.sender,
+                    body: &w.body,
+                    action: w.action.as_ref(),
+                })
+                .collect();
+            fold(msg.sender, &msg.body, &events)
+        };
+        let mut both = vec![a, b];
+        both.sort();
+        let f1 = folded(m1);
+        assert_eq!(f1.body, "first, edited");
+        assert!(f1.edited && !f1.deleted);
+        assert_eq!(f1.reactions.len(), 1);
+        assert_eq!(f1.reactions.get("👍"), Some(&both));
+        let f2 = folded(m2);
+        assert_eq!(f2.body, "second, final");
+        assert!(f2.edited);
+        assert_eq!(f2.reactions.get("🎉"), Some(&vec![a]));
+        let f3 = folded(m3);
+        assert!(f3.deleted);
+        assert_eq!(f3.body, "");
+        assert!(f3.reactions.is_empty());
+        // Nothing of the deleted message's text is left in the history.
+        assert!(!history.iter().any(|w| w.body.contains("third")));
+    }
+
+    #[test]
+    fn a_schema_2_database_gains_actions_and_read_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.execute_batch(MIGRATIONS[1]).unwrap();
+            tx.pragma_update(None, "user_version", 2).unwrap();
+            tx.commit().unwrap();
+        }
+        let (a, c, m) = {
+            // Rows in the old shape, written by hand.
+            let conn = Connection::open(&path).unwrap();
+            let (a, c, m) = (UserId::new(), ConversationId::new(), MessageId::new());
+            conn.execute(
+                "INSERT INTO accounts (id, username, password_hash, created_ms)
+                 VALUES (?1, 'alice', 'h', 1)",
+                params![a.0.as_bytes()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO conversations (id, title, created_ms, last_seq)
+                 VALUES (?1, 't', 1, 1)",
+                params![c.0.as_bytes()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO members (conversation, user, delivered) VALUES (?1, ?2, 1)",
+                params![c.0.as_bytes(), a.0.as_bytes()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO messages (conversation, seq, sender, id, body, server_ts)
+                 VALUES (?1, 1, ?2, ?3, 'old', 1)",
+                params![c.0.as_bytes(), a.0.as_bytes(), m.0.as_bytes()],
+            )
+            .unwrap();
+            (a, c, m)
+        };
+        let store = SqliteStore::open(&path).unwrap();
+        let page = store.page(c, Seq::ZERO, 10).unwrap().unwrap();
+        assert_eq!(page.messages[0].body, "old");
+        assert_eq!(page.messages[0].action, None);
+        assert_eq!(page.members[0].read, Seq::ZERO);
+        let out = store
+            .apply_batch(&[act(a, MessageId::new(), c, "new", m, ActionKind::Edit)])
+            .unwrap();
+        assert_eq!(appended(&out[0]).seq, Seq(2));
     }
 }
