@@ -197,15 +197,15 @@ impl<B: Backend> Session<B> {
             .map_err(|e| anyhow::anyhow!("cannot draw: {e}"))?;
         if let Some(t) = self.timing.as_mut() {
             if let Some((at, id)) = t.pending {
-                let shown = self
-                    .app
-                    .open
-                    .as_ref()
-                    .is_some_and(|o| o.window.index_of(id).is_some());
-                if shown {
+                let shown = self.app.open.as_ref().and_then(|o| {
+                    let i = o.window.index_of(id)?;
+                    Some(o.window.items()[i].status)
+                });
+                if let Some(status) = shown {
                     t.pending = None;
                     let us = at.elapsed().as_micros();
-                    writeln!(t.file, "keystroke_to_screen_us={us} id={id}")?;
+                    let status = view::style::name(status);
+                    writeln!(t.file, "keystroke_to_screen_us={us} status={status} id={id}")?;
                 }
             }
         }
