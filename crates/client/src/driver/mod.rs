@@ -13,13 +13,16 @@ use chatsync_protocol::{
     encode, ClientFrame, ConversationId, ConversationInfo, MessageId, Refusal, Seq,
 };
 use connection::{Welcome, Ws};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Most frames handled before the store writes are flushed (and app
+/// commands get their turn again).
+const MAX_FRAMES_PER_STEP: usize = 256;
 /// Send a keep-alive after this long without hearing from the server.
 const PING_AFTER: Duration = Duration::from_secs(10);
 /// Consider the connection dead after this long without hearing from it.
@@ -350,18 +353,31 @@ impl<S: ClientStore> Driver<S> {
         let now = Instant::now();
         self.last_rx = now;
         self.pinged = false;
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                match chatsync_protocol::decode_server(text.as_str()) {
-                    Ok(frame) => self.core.handle_frame(now, frame),
-                    Err(e) => tracing::warn!("ignoring an undecodable frame from the server: {e}"),
+        let mut next = Some(frame);
+        let mut handled = 0;
+        // Take every frame already received before flushing, so a burst of
+        // acks or a catch-up page costs one store transaction, not one each.
+        while let Some(frame) = next.take() {
+            handled += 1;
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    match chatsync_protocol::decode_server(text.as_str()) {
+                        Ok(frame) => self.core.handle_frame(now, frame),
+                        Err(e) => {
+                            tracing::warn!("ignoring an undecodable frame from the server: {e}")
+                        }
+                    }
                 }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    self.ws = None;
+                    self.core.handle_disconnected(now);
+                    break;
+                }
+                Some(Ok(_)) => {}
             }
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                self.ws = None;
-                self.core.handle_disconnected(now);
+            if handled < MAX_FRAMES_PER_STEP {
+                next = self.ws.as_mut().and_then(|ws| ws.next().now_or_never());
             }
-            Some(Ok(_)) => {}
         }
         self.flush().await
     }
