@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 /// What an action does to its target message.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "StrictAction")]
 pub struct ActionRef {
     /// The message acted on (in the same conversation).
     pub target: MessageId,
@@ -35,6 +36,43 @@ pub enum ActionKind {
         /// Whether the reaction is set.
         on: bool,
     },
+}
+
+/// The wire form of [`ActionRef`] as read: strict, like every client frame
+/// (`serde(flatten)` cannot refuse unknown fields, so the check is here).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictAction {
+    target: MessageId,
+    action: StrictKind,
+    #[serde(default)]
+    on: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StrictKind {
+    Edit,
+    Delete,
+    React,
+}
+
+impl TryFrom<StrictAction> for ActionRef {
+    type Error = String;
+
+    fn try_from(raw: StrictAction) -> Result<Self, Self::Error> {
+        let kind = match (raw.action, raw.on) {
+            (StrictKind::Edit, None) => ActionKind::Edit,
+            (StrictKind::Delete, None) => ActionKind::Delete,
+            (StrictKind::React, Some(on)) => ActionKind::React { on },
+            (StrictKind::React, None) => return Err("a react action needs `on`".into()),
+            (_, Some(_)) => return Err("only a react action carries `on`".into()),
+        };
+        Ok(ActionRef {
+            target: raw.target,
+            kind,
+        })
+    }
 }
 
 /// Largest reaction, in UTF-8 bytes (an emoji with modifiers and joiners).
@@ -220,5 +258,23 @@ mod tests {
             r#"{"target":"00000000-0000-0000-0000-000000000000","action":"react","on":true}"#
         );
         assert_eq!(serde_json::from_str::<ActionRef>(&json).expect("decode"), r);
+    }
+
+    #[test]
+    fn action_decoding_is_strict() {
+        let t = "00000000-0000-0000-0000-000000000000";
+        for bad in [
+            format!(r#"{{"target":"{t}","action":"edit","on":true}}"#),
+            format!(r#"{{"target":"{t}","action":"react"}}"#),
+            format!(r#"{{"target":"{t}","action":"delete","extra":1}}"#),
+            format!(r#"{{"target":"{t}","action":"shout"}}"#),
+        ] {
+            assert!(
+                serde_json::from_str::<ActionRef>(&bad).is_err(),
+                "accepted {bad}"
+            );
+        }
+        let ok = format!(r#"{{"target":"{t}","action":"delete"}}"#);
+        assert!(serde_json::from_str::<ActionRef>(&ok).is_ok());
     }
 }
