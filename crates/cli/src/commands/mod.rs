@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod account;
+pub mod act;
 pub mod conversations;
 pub mod send;
 pub mod server;

@@ -44,9 +44,28 @@ fn line(item: &Item, title: &str) -> String {
     } else {
         String::new()
     };
+    let body = if item.deleted {
+        "(deleted)".to_string()
+    } else if item.edited {
+        format!("{} (edited)", item.body)
+    } else {
+        item.body.clone()
+    };
+    let mut extras = String::new();
+    for r in &item.reactions {
+        extras.push_str(&format!(" {}×{}", r.emoji, r.users.len()));
+    }
+    for p in &item.pending {
+        let why = p
+            .failure
+            .as_ref()
+            .map(|f| format!(": {}", f.message))
+            .unwrap_or_default();
+        extras.push_str(&format!(" [{:?} {} {}{why}]", p.kind, name(p.status), p.id));
+    }
     format!(
-        "#{title} [{seq}] {}: {}{status}",
-        item.sender_name, item.body
+        "#{title} [{seq}] {} {}: {body}{status}{extras}",
+        item.id, item.sender_name
     )
 }
 
