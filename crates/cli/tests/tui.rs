@@ -14,6 +14,15 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A shell command printing whether the terminal is in cooked mode:
+/// `echo icanon MARKER` when it is, `-echo -icanon MARKER` in raw mode.
+fn stty(marker: &str) -> String {
+    format!(
+        "stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e echo -e -icanon -e -echo \
+         | sort | tr '\\n' ' '; echo {marker}"
+    )
+}
+
 /// A tmux server of its own (socket name per test process) running one
 /// shell in a 120x40 window.
 struct Tmux {
@@ -229,7 +238,7 @@ fn tui_sends_shows_status_live_and_waits_while_the_server_is_down() {
     tmux.wait("the shell after quitting", WAIT, |s| {
         s.contains("TUI-EXITED-0")
     });
-    tmux.type_text("stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e echo -e -icanon -e -echo | sort | tr '\\n' ' '; echo STTY-DONE");
+    tmux.type_text(&stty("STTY-DONE"));
     tmux.keys(&["Enter"]);
     let (screen, _) = tmux.wait("stty", WAIT, |s| s.matches("STTY-DONE").count() >= 2);
     assert!(
@@ -239,6 +248,25 @@ fn tui_sends_shows_status_live_and_waits_while_the_server_is_down() {
     assert!(
         !screen.contains("Conversations ("),
         "alternate screen left:\n{screen}"
+    );
+
+    // A panic leaves the terminal as it was too (the panic hook restores it).
+    tmux.type_text(&format!(
+        "RUST_BACKTRACE=0 CHATSYNC_TUI_TEST_PANIC=1 {BIN} tui --data {a}; echo PANIC-EXITED-$?"
+    ));
+    tmux.keys(&["Enter"]);
+    let (screen, _) = tmux.wait("the shell after the panic", WAIT, |s| {
+        s.contains("PANIC-EXITED-101")
+    });
+    assert!(screen.contains("panicking on purpose"), "{screen}");
+    tmux.type_text(&stty("STTY-AFTER-PANIC"));
+    tmux.keys(&["Enter"]);
+    let (screen, _) = tmux.wait("stty after the panic", WAIT, |s| {
+        s.matches("STTY-AFTER-PANIC").count() >= 2
+    });
+    assert!(
+        screen.contains("echo icanon STTY-AFTER-PANIC"),
+        "terminal not restored after a panic:\n{screen}"
     );
 
     let log = std::fs::read_to_string(&timing).unwrap();

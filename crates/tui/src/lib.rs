@@ -20,6 +20,10 @@ use anyhow::Context;
 use chatsync_client::{Client, ClientError};
 use std::path::PathBuf;
 
+/// Set in the environment, the client panics right after its first frame:
+/// the end-to-end test checks that the panic hook restores the terminal.
+pub const TEST_PANIC_ENV: &str = "CHATSYNC_TUI_TEST_PANIC";
+
 /// What `chatsync tui` is given.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -48,6 +52,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let mut session = session::Session::new(client, tty).await?;
         if let Some(path) = &opts.timing_log {
             session.log_timings(path)?;
+        }
+        if std::env::var_os(TEST_PANIC_ENV).is_some() {
+            session.step().await?;
+            panic!("{TEST_PANIC_ENV} is set: panicking on purpose after the first frame");
         }
         session.run(session::spawn_input()).await
     }
