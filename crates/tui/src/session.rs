@@ -205,7 +205,10 @@ impl<B: Backend> Session<B> {
                     t.pending = None;
                     let us = at.elapsed().as_micros();
                     let status = view::style::name(status);
-                    writeln!(t.file, "keystroke_to_screen_us={us} status={status} id={id}")?;
+                    writeln!(
+                        t.file,
+                        "keystroke_to_screen_us={us} status={status} id={id}"
+                    )?;
                 }
             }
         }
