@@ -368,7 +368,7 @@ impl Syncer {
                 body,
                 action: None,
             }));
-            self.timeline(item.conversation, TimelineChange::Upserted(item));
+            self.upsert_own(item);
             return Ok(None);
         }
         let action = ActionRef {
@@ -468,14 +468,17 @@ impl Syncer {
 
     /// Marks `conversation` read up to `seq` for this account. Only ever
     /// moves the mark forward; sent at once when online, else on the next
-    /// connection (collapsed to the highest mark).
+    /// connection (collapsed to the highest mark). The mark never passes
+    /// what this device stored without a gap: a read mark also counts as
+    /// delivered, and must not let a sender see Success for a message no
+    /// device of this account has.
     pub fn mark_read(&mut self, conversation: ConversationId, seq: Seq) -> Result<(), ActionError> {
         let me = self.me.user;
         let conv = self
             .convs
             .get_mut(&conversation)
             .ok_or(ActionError::UnknownConversation(conversation))?;
-        let seq = seq.min(conv.info.last_seq.max(conv.info.cursor));
+        let seq = seq.min(conv.info.cursor);
         if seq <= conv.my_read(me) {
             return Ok(());
         }
@@ -646,7 +649,10 @@ impl Syncer {
         let item = entry.item.clone();
         self.out
             .push_back(Output::Store(StoreOp::Requeue { id, local_seq }));
-        self.show(&item, TimelineChange::Upserted(item.clone()));
+        match &item.action {
+            Some(_) => self.show(&item, TimelineChange::Upserted(item.clone())),
+            None => self.upsert_own(item),
+        }
         self.pump(now);
         Ok(())
     }
@@ -872,6 +878,13 @@ impl Syncer {
         if entry.item.status != Status::Sending {
             return;
         }
+        if !refusal.retryable && entry.answers_due > 0 {
+            // A permanent refusal of an older transmission, while a newer
+            // one is unanswered: that one decides. It may carry other
+            // content (edited in place, then retried) and be stored; a
+            // Failed taken from the old answer would then move back.
+            return;
+        }
         if refusal.retryable {
             if !entry.on_link || entry.answers_due > 0 {
                 // It answers a transmission made before the link was last
@@ -1005,6 +1018,12 @@ impl Syncer {
         match &item.action {
             Some(a) => self.touched(item.conversation, a.target),
             None if early => self.touched(item.conversation, item.id),
+            None if from_outbox.is_some() => self.upsert_own(item.clone()),
+            // Own, from another device of this account or stored here
+            // already (above a gap the syncer forgot when it restarted):
+            // storage keeps this device's fields and a status that never
+            // goes back, so show what it has.
+            None if own => self.touched(item.conversation, item.id),
             None => self.timeline(item.conversation, TimelineChange::Upserted(item.clone())),
         }
         if from_outbox.is_some() {
@@ -1304,6 +1323,22 @@ impl Syncer {
         match &item.action {
             Some(a) => self.touched(item.conversation, a.target),
             None => self.timeline(item.conversation, change),
+        }
+    }
+
+    /// Publishes a new version of an own message. When actions of this
+    /// device on it are still unconfirmed or refused, storage shows them on
+    /// top of it (a pending edit's text, a failed one in `pending`), so it
+    /// is re-read from there rather than shown bare.
+    fn upsert_own(&mut self, item: Item) {
+        let acted_on = self
+            .outbox
+            .iter()
+            .any(|e| e.item.action.as_ref().is_some_and(|a| a.target == item.id));
+        if acted_on {
+            self.touched(item.conversation, item.id);
+        } else {
+            self.timeline(item.conversation, TimelineChange::Upserted(item));
         }
     }
 

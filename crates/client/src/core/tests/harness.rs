@@ -17,10 +17,11 @@ use crate::core::{ActionError, Config, Event, Identity, Output, Syncer};
 use crate::model::{Item, Status, TimelineChange};
 use crate::store::{ClientStore, LoadedState, MemoryStore, StoreOp};
 use chatsync_protocol::{
-    check_body, ClientFrame, ConversationId, ConversationInfo, ErrorCode, Limits, MemberMarks,
-    MessageId, Refusal, Seq, ServerFrame, UserId, WireMessage,
+    check_send, fold, ActionKind, ActionRef, ClientFrame, ConversationId, ConversationInfo,
+    ErrorCode, FoldEvent, Folded, Limits, MemberMarks, MessageId, Refusal, Seq, ServerFrame,
+    UserId, WireMessage,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -47,6 +48,50 @@ pub struct ServerConv {
     pub messages: Vec<WireMessage>,
     /// Per member: highest seq a device of theirs reported stored.
     pub delivered: HashMap<UserId, Seq>,
+    /// Per member: highest seq they marked read (never above `delivered`).
+    pub read: HashMap<UserId, Seq>,
+}
+
+impl ServerConv {
+    /// Sequence number of the newest message.
+    pub fn last_seq(&self) -> Seq {
+        Seq(self.messages.len() as u64)
+    }
+
+    /// The message (not an action) with that id.
+    pub fn message(&self, id: MessageId) -> Option<&WireMessage> {
+        self.messages
+            .iter()
+            .find(|m| m.id == id && m.action.is_none())
+    }
+
+    /// Whether the author of `target` deleted it.
+    pub fn is_deleted(&self, target: &WireMessage) -> bool {
+        self.messages.iter().any(|m| {
+            m.sender == target.sender
+                && m.action
+                    .as_ref()
+                    .is_some_and(|a| a.target == target.id && a.kind == ActionKind::Delete)
+        })
+    }
+
+    /// The state of message `id` after every action in the history: the
+    /// rule every member applies.
+    pub fn folded(&self, id: MessageId) -> Folded {
+        let message = self.message(id).expect("a message of the history");
+        let events: Vec<FoldEvent<'_>> = self
+            .messages
+            .iter()
+            .filter(|m| m.action.as_ref().is_some_and(|a| a.target == id))
+            .map(|m| FoldEvent {
+                seq: m.seq,
+                sender: m.sender,
+                body: &m.body,
+                action: m.action.as_ref(),
+            })
+            .collect();
+        fold(message.sender, &message.body, &events)
+    }
 }
 
 /// One open connection on the fake server.
@@ -91,6 +136,7 @@ impl FakeServer {
                     members: members.iter().map(|&u| user_id(u)).collect(),
                     messages: Vec::new(),
                     delivered: HashMap::new(),
+                    read: HashMap::new(),
                 };
                 (conv_id(i), conv)
             })
@@ -146,6 +192,7 @@ impl FakeServer {
             user,
             username: self.names[&user].clone(),
             delivered: conv.delivered.get(&user).copied().unwrap_or(Seq::ZERO),
+            read: conv.read.get(&user).copied().unwrap_or(Seq::ZERO),
         }
     }
 
@@ -192,7 +239,36 @@ impl FakeServer {
                 id,
                 conversation,
                 body,
-            } => out.extend(self.on_send(now, client, user, id, conversation, body)),
+                action,
+            } => out.extend(self.on_send(now, client, user, id, conversation, body, action)),
+            ClientFrame::Read { conversation, seq } => {
+                let Some(conv) = self.convs.get_mut(&conversation) else {
+                    return out;
+                };
+                if !conv.members.contains(&user) {
+                    return out;
+                }
+                // The highest mark wins (a stale device cannot move it
+                // back), never beyond the conversation, and what is read
+                // is delivered.
+                let last = conv.last_seq();
+                let read = conv.read.entry(user).or_default();
+                let new = (*read).max(seq.min(last));
+                if new == *read {
+                    return out;
+                }
+                *read = new;
+                let delivered = conv.delivered.entry(user).or_default();
+                *delivered = (*delivered).max(new);
+                let marks = self.marks(&self.convs[&conversation], user);
+                for to in self.member_conns(conversation) {
+                    let frame = ServerFrame::Marks {
+                        conversation,
+                        marks: marks.clone(),
+                    };
+                    out.push((to, frame));
+                }
+            }
             ClientFrame::Received { conversation, seq } => {
                 let Some(conv) = self.convs.get_mut(&conversation) else {
                     return out;
@@ -246,6 +322,7 @@ impl FakeServer {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_send(
         &mut self,
         now: Instant,
@@ -254,6 +331,7 @@ impl FakeServer {
         id: MessageId,
         conversation: ConversationId,
         body: String,
+        action: Option<ActionRef>,
     ) -> Vec<(usize, ServerFrame)> {
         let refused = |refusal| vec![(client, ServerFrame::Refused { id, refusal })];
         if let Some(&(conversation, seq, server_ts)) = self.acks.get(&(user, id)) {
@@ -315,8 +393,30 @@ impl FakeServer {
                 "this server refuses bad bodies",
             ));
         }
-        if let Err((code, message)) = check_body(&body, &self.limits) {
+        if let Err((code, message)) = check_send(&body, action.as_ref(), &self.limits) {
             return refused(Refusal::permanent(code, message));
+        }
+        if let Some(action) = &action {
+            // What the real server checks: the target is a message of this
+            // conversation; only its author edits or deletes it; a deleted
+            // message takes no edit or reaction (deleting it again is
+            // harmless and accepted).
+            let Some(target) = conv.message(action.target) else {
+                return refused(Refusal::permanent(
+                    ErrorCode::NotFound,
+                    "no such message in this conversation",
+                ));
+            };
+            let author_only = matches!(action.kind, ActionKind::Edit | ActionKind::Delete);
+            if author_only && target.sender != user {
+                return refused(Refusal::permanent(
+                    ErrorCode::NotAuthor,
+                    "only the author may do that",
+                ));
+            }
+            if action.kind != ActionKind::Delete && conv.is_deleted(target) {
+                return refused(Refusal::permanent(ErrorCode::Gone, "it was deleted"));
+            }
         }
         let seq = Seq(conv.messages.len() as u64 + 1);
         let server_ts = now.duration_since(self.base).as_millis() as i64;
@@ -328,6 +428,7 @@ impl FakeServer {
             sender_name: self.names[&user].clone(),
             body,
             server_ts,
+            action,
         };
         conv.messages.push(message.clone());
         self.acks.insert((user, id), (conversation, seq, server_ts));
@@ -379,14 +480,45 @@ pub struct Client {
     pub retried: HashMap<MessageId, usize>,
     /// Every (conversation, id) `send` accepted, in call order.
     pub sent: Vec<(ConversationId, MessageId)>,
+    /// Every action queued (edit, delete, react), each id once, in the
+    /// order of the calls that first returned it.
+    pub actions: Vec<(ConversationId, MessageId)>,
+    /// Messages and actions, each id once, in the order they were queued.
+    pub queued: Vec<MessageId>,
+    /// Messages as a subscriber shows them: built only from the timeline
+    /// changes published, `Touched` ones re-read from storage after the
+    /// drain's writes, exactly like the driver does.
+    pub shown: HashMap<MessageId, Item>,
+    /// Messages the core reported as touched, in order.
+    pub touched: Vec<MessageId>,
+    /// Statuses each row (message or action) went through in storage.
+    pub stored_history: HashMap<MessageId, Vec<Status>>,
+    /// Every row the core removed from storage.
+    pub removed_rows: Vec<MessageId>,
+    /// Rows written as confirmed, by conversation and seq.
+    pub confirmed: HashMap<ConversationId, BTreeMap<Seq, MessageId>>,
 }
 
 impl Client {
     fn record(&mut self, change: &TimelineChange) {
         let (id, status) = match change {
-            TimelineChange::Upserted(item) => (item.id, item.status),
-            TimelineChange::StatusChanged { id, status, .. } => (*id, *status),
+            TimelineChange::Upserted(item) => {
+                self.shown.insert(item.id, item.clone());
+                (item.id, item.status)
+            }
+            TimelineChange::StatusChanged {
+                id,
+                status,
+                failure,
+            } => {
+                if let Some(item) = self.shown.get_mut(id) {
+                    item.status = *status;
+                    item.failure.clone_from(failure);
+                }
+                (*id, *status)
+            }
             TimelineChange::Removed(id) => {
+                self.shown.remove(id);
                 self.removed.push(*id);
                 return;
             }
@@ -397,15 +529,108 @@ impl Client {
         }
     }
 
+    /// A `Touched` output: the driver re-reads the message and publishes it.
+    fn touch(&mut self, id: MessageId) {
+        self.touched.push(id);
+        let item = self.store.item(id).expect("item");
+        match item {
+            Some(item) if item.action.is_none() => self.record(&TimelineChange::Upserted(item)),
+            Some(item) => panic!("the core touched an action: {item:?}"),
+            None => {}
+        }
+    }
+
+    /// After a drain's store writes: the statuses storage now holds.
+    fn record_stored(&mut self, ops: &[StoreOp]) {
+        for op in ops {
+            if let StoreOp::UpsertConfirmed(item) = op {
+                let seq = item.seq.expect("a confirmed row has a seq");
+                let known = self
+                    .confirmed
+                    .entry(item.conversation)
+                    .or_default()
+                    .insert(seq, item.id);
+                assert!(
+                    known.is_none_or(|id| id == item.id),
+                    "{seq} stored for two ids"
+                );
+            }
+            let id = match op {
+                StoreOp::InsertOutgoing { item, .. } | StoreOp::UpsertConfirmed(item) => item.id,
+                StoreOp::SetStatus { id, .. }
+                | StoreOp::SetFailed { id, .. }
+                | StoreOp::Requeue { id, .. } => *id,
+                StoreOp::Remove(id) => {
+                    self.removed_rows.push(*id);
+                    continue;
+                }
+                _ => continue,
+            };
+            let Some(item) = self.store.item(id).expect("item") else {
+                continue;
+            };
+            let history = self.stored_history.entry(id).or_default();
+            if history.last() != Some(&item.status) {
+                history.push(item.status);
+            }
+        }
+    }
+
+    fn queue(&mut self, id: MessageId) {
+        if !self.queued.contains(&id) {
+            self.queued.push(id);
+        }
+    }
+
+    /// Every message of the stored timelines as shown, compared with what a
+    /// subscriber was told: the view never differs from storage.
+    pub fn check_view(&self, c: usize) {
+        let convs = self.store.conversations().expect("conversations");
+        let mut stored = HashSet::new();
+        for conv in convs {
+            for item in self.timeline(conv.id) {
+                stored.insert(item.id);
+                assert_eq!(
+                    self.shown.get(&item.id),
+                    Some(&item),
+                    "client {c}: the view of {} differs from storage",
+                    item.id
+                );
+            }
+        }
+        for id in self.shown.keys() {
+            assert!(
+                stored.contains(id),
+                "client {c} shows {id}, which storage does not have"
+            );
+        }
+    }
+
+    /// Rebuilds the view from storage (the app starting again).
+    fn reload_view(&mut self) {
+        self.shown.clear();
+        for conv in self.store.conversations().expect("conversations") {
+            for item in self.timeline(conv.id) {
+                self.shown.insert(item.id, item);
+            }
+        }
+    }
+
     /// Checks, once the drain's store ops are applied, what a frame claims.
     fn check_frame(&self, frame: &ClientFrame) {
         match frame {
             ClientFrame::Received { conversation, seq } => {
-                let stored: BTreeSet<Seq> = self
-                    .timeline(*conversation)
-                    .iter()
-                    .filter_map(|i| i.seq)
-                    .filter(|s| s <= seq)
+                // Every seq up to it is a row in storage, message or action
+                // (action rows are not in the timeline: look each up by id).
+                let rows = self.confirmed.get(conversation);
+                let stored: BTreeSet<Seq> = rows
+                    .into_iter()
+                    .flatten()
+                    .filter(|(s, _)| *s <= seq)
+                    .filter(|(s, id)| {
+                        self.store.item(**id).expect("item").and_then(|i| i.seq) == Some(**s)
+                    })
+                    .map(|(s, _)| *s)
                     .collect();
                 assert_eq!(
                     stored.len() as u64,
@@ -418,7 +643,9 @@ impl Client {
                     "received {seq} ahead of the stored cursor {cursor:?}"
                 );
             }
-            ClientFrame::Send { id, body, .. } => {
+            ClientFrame::Send {
+                id, body, action, ..
+            } => {
                 let loaded = self.store.load().expect("load");
                 let entry = loaded.outbox.iter().find(|(i, _)| i.id == *id);
                 let Some((item, transmitted)) = entry else {
@@ -426,7 +653,31 @@ impl Client {
                 };
                 assert!(*transmitted, "send of {id} before storage knows it left");
                 assert_eq!(item.status, Status::Sending);
-                assert_eq!(&item.body, body);
+                // A confirmed delete from the author (another device of
+                // this account) erases the stored text; the server has
+                // the message then (it accepted a delete of it), so this
+                // resend is answered from deduplication.
+                let erased = self
+                    .store
+                    .item(*id)
+                    .expect("item")
+                    .is_some_and(|i| i.deleted);
+                if !(erased && item.body.is_empty()) {
+                    assert_eq!(&item.body, body);
+                }
+                assert_eq!(&item.action, action);
+            }
+            ClientFrame::Read { conversation, seq } => {
+                let conv = self.stored_conversation(*conversation);
+                let mine = conv
+                    .iter()
+                    .flat_map(|c| &c.members)
+                    .find(|m| m.user == self.me.user)
+                    .map(|m| m.read);
+                assert!(
+                    mine >= Some(*seq),
+                    "read {seq} transmitted while storage holds the mark {mine:?}"
+                );
             }
             _ => {}
         }
@@ -467,15 +718,30 @@ impl World {
     /// and conversations with the given member lists. Nothing has run yet:
     /// call [`World::start`].
     pub fn new(users: usize, clients: usize, convs: &[&[usize]], config: Config) -> Self {
+        let devices: Vec<usize> = (0..clients).collect();
+        Self::with_devices(users, &devices, convs, config)
+    }
+
+    /// Like [`World::new`], with client `i` a device of account
+    /// `devices[i]` (an account may have several).
+    pub fn with_devices(
+        users: usize,
+        devices: &[usize],
+        convs: &[&[usize]],
+        config: Config,
+    ) -> Self {
         let base = Instant::now();
-        let clients = (0..clients)
-            .map(|u| {
+        let clients = devices
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| {
+                assert!(u < users, "device {i} of an unknown account {u}");
                 let me = Identity {
                     user: user_id(u),
                     username: username(u),
                 };
                 let config = Config {
-                    seed: config.seed.wrapping_add(u as u64),
+                    seed: config.seed.wrapping_add(i as u64),
                     ..config.clone()
                 };
                 Client {
@@ -501,6 +767,13 @@ impl World {
                     drains: Vec::new(),
                     retried: HashMap::new(),
                     sent: Vec::new(),
+                    actions: Vec::new(),
+                    queued: Vec::new(),
+                    shown: HashMap::new(),
+                    touched: Vec::new(),
+                    stored_history: HashMap::new(),
+                    removed_rows: Vec::new(),
+                    confirmed: HashMap::new(),
                 }
             })
             .collect();
@@ -545,7 +818,97 @@ impl World {
         self.drain(c);
         if let Ok(id) = result {
             self.clients[c].sent.push((conv, id));
+            self.clients[c].queue(id);
         }
+        result
+    }
+
+    fn next_id(&mut self) -> (MessageId, Instant, i64) {
+        self.next_msg += 1;
+        let id = MessageId(Uuid::from_u128(0x3000_0000 + self.next_msg));
+        (id, self.now(), self.elapsed.as_millis() as i64)
+    }
+
+    /// The message `target` as client `c` stores it (what the app hands to
+    /// an action).
+    fn target(&self, c: usize, target: MessageId) -> Item {
+        self.item(c, target)
+    }
+
+    fn acted(&mut self, c: usize, conversation: ConversationId, id: MessageId) {
+        let client = &mut self.clients[c];
+        if !client.actions.iter().any(|(_, a)| *a == id) {
+            client.actions.push((conversation, id));
+        }
+        client.queue(id);
+    }
+
+    /// Client `c`'s user edits `target`: `Some(action id)`, or `None` when
+    /// the message was rewritten in place.
+    pub fn edit(
+        &mut self,
+        c: usize,
+        target: MessageId,
+        body: &str,
+    ) -> Result<Option<MessageId>, ActionError> {
+        let item = self.target(c, target);
+        let (id, now, created_at) = self.next_id();
+        let result = self.clients[c]
+            .syncer
+            .edit(now, &item, body.into(), id, created_at);
+        self.drain(c);
+        if let Ok(Some(id)) = result {
+            self.acted(c, item.conversation, id);
+        }
+        result
+    }
+
+    /// Client `c`'s user deletes `target`: `Some(action id)`, or `None`
+    /// when the message never left the device and is gone.
+    pub fn delete(
+        &mut self,
+        c: usize,
+        target: MessageId,
+    ) -> Result<Option<MessageId>, ActionError> {
+        let item = self.target(c, target);
+        let (id, now, created_at) = self.next_id();
+        let result = self.clients[c].syncer.delete(now, &item, id, created_at);
+        self.drain(c);
+        if let Ok(Some(id)) = result {
+            self.acted(c, item.conversation, id);
+        }
+        result
+    }
+
+    /// Client `c`'s user sets (`on`) or removes a reaction on `target`.
+    pub fn react(
+        &mut self,
+        c: usize,
+        target: MessageId,
+        emoji: &str,
+        on: bool,
+    ) -> Result<MessageId, ActionError> {
+        let item = self.target(c, target);
+        let (id, now, created_at) = self.next_id();
+        let result = self.clients[c]
+            .syncer
+            .react(now, &item, emoji.into(), on, id, created_at);
+        self.drain(c);
+        if let Ok(id) = result {
+            self.acted(c, item.conversation, id);
+        }
+        result
+    }
+
+    /// Client `c`'s user has read `conversation` up to `seq`.
+    pub fn mark_read(
+        &mut self,
+        c: usize,
+        conversation: ConversationId,
+        seq: Seq,
+    ) -> Result<(), ActionError> {
+        let result = self.clients[c].syncer.mark_read(conversation, seq);
+        self.drain(c);
         result
     }
 
@@ -589,10 +952,12 @@ impl World {
                 .store
                 .apply(&ops)
                 .expect("the memory store never fails");
+            client.record_stored(&ops);
             let mut connect = false;
             for o in &outs {
                 match o {
                     Output::Timeline { change, .. } => client.record(change),
+                    Output::Touched { id, .. } => client.touch(*id),
                     Output::Event(e) => client.events.push(e.clone()),
                     Output::Connect => connect = true,
                     Output::Store(_) | Output::Transmit(_) => {}
@@ -772,6 +1137,7 @@ impl World {
             ..client.config.clone()
         };
         client.syncer = Syncer::new(now, client.me.clone(), limits, config, state);
+        client.reload_view();
         self.advance(Duration::ZERO);
     }
 
@@ -824,6 +1190,30 @@ impl World {
 
     pub fn status(&self, c: usize, id: MessageId) -> Status {
         self.item(c, id).status
+    }
+
+    /// Client `c`'s stored cursor of conversation 0.
+    pub fn stored_conversation_cursor(&self, c: usize) -> Seq {
+        self.clients[c]
+            .stored_conversation(conv_id(0))
+            .map_or(Seq::ZERO, |conv| conv.cursor)
+    }
+
+    /// Checks every client's view against its storage.
+    pub fn check_views(&self) {
+        for (c, client) in self.clients.iter().enumerate() {
+            client.check_view(c);
+        }
+    }
+
+    /// Statuses row `id` (message or action) went through in client `c`'s
+    /// storage.
+    pub fn stored_history(&self, c: usize, id: MessageId) -> Vec<Status> {
+        self.clients[c]
+            .stored_history
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn history(&self, c: usize, id: MessageId) -> Vec<Status> {

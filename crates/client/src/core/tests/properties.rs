@@ -1,19 +1,26 @@
-//! Random faults against two clients and the fake server, then a healed
-//! link: every invariant of DESIGN.md that concerns the core must hold.
+//! Random faults and random user actions (messages, edits, deletes,
+//! reactions, read marks) against three devices and the fake server, then a
+//! healed link: every invariant of DESIGN.md that concerns the core must
+//! hold, and every member's storage must show each message as the server's
+//! history folds it.
 
 use super::harness::{conv_id, user_id, World};
-use crate::core::Config;
+use crate::core::{ActionError, Config};
 use crate::model::{Item, Status};
 use crate::store::ClientStore;
-use chatsync_protocol::{ConversationId, MessageId};
+use chatsync_protocol::{ActionKind, ConversationId, MessageId, Seq, UserId};
 use proptest::prelude::*;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-/// Users 0 and 1 have a device each; user 2 has none.
+/// Users 0 and 1 have a device each, and user 0 a second one (client 2);
+/// user 2 has none.
 /// Conversation 0: users 0 and 1. Conversation 1: users 0 and 2.
 const CONVS: &[&[usize]] = &[&[0, 1], &[0, 2]];
-const CLIENTS: usize = 2;
+/// The account of each client.
+const DEVICES: &[usize] = &[0, 1, 0];
+const CLIENTS: usize = DEVICES.len();
+const EMOJI: &[&str] = &["👍", "🎉"];
 
 #[derive(Clone, Debug)]
 enum Ev {
@@ -38,8 +45,39 @@ enum Ev {
     Restart(usize),
     /// The server rate-limits the client's connection for that many ms.
     Throttle(usize, u64),
-    /// The user retries the client's oldest Failed message.
+    /// The user retries the client's oldest Failed message or action.
     Retry(usize),
+    /// The user discards the client's newest Failed message or action.
+    Discard(usize),
+    /// The user edits the `pick`-th message of the conversation (as the
+    /// device stores it); bodies starting with "bad" are refused.
+    Edit {
+        client: usize,
+        conv: usize,
+        pick: usize,
+        bad: bool,
+    },
+    /// The user deletes the `pick`-th message.
+    Delete {
+        client: usize,
+        conv: usize,
+        pick: usize,
+    },
+    /// The user sets or removes a reaction on the `pick`-th message.
+    React {
+        client: usize,
+        conv: usize,
+        pick: usize,
+        emoji: usize,
+        on: bool,
+    },
+    /// The user reads the conversation up to its `pick`-th message, or
+    /// everything (`pick` 8: the app asks for the highest mark there is).
+    MarkRead {
+        client: usize,
+        conv: usize,
+        pick: usize,
+    },
 }
 
 fn event() -> impl Strategy<Value = Ev> {
@@ -59,6 +97,15 @@ fn event() -> impl Strategy<Value = Ev> {
         1 => client().prop_map(Ev::Restart),
         1 => (client(), 1u64..3000).prop_map(|(c, ms)| Ev::Throttle(c, ms)),
         1 => client().prop_map(Ev::Retry),
+        1 => client().prop_map(Ev::Discard),
+        3 => (client(), 0..CONVS.len(), 0..8usize, prop::bool::weighted(0.15))
+            .prop_map(|(client, conv, pick, bad)| Ev::Edit { client, conv, pick, bad }),
+        1 => (client(), 0..CONVS.len(), 0..8usize)
+            .prop_map(|(client, conv, pick)| Ev::Delete { client, conv, pick }),
+        3 => (client(), 0..CONVS.len(), 0..8usize, 0..EMOJI.len(), any::<bool>())
+            .prop_map(|(client, conv, pick, emoji, on)| Ev::React { client, conv, pick, emoji, on }),
+        4 => (client(), 0..CONVS.len(), 0..9usize)
+            .prop_map(|(client, conv, pick)| Ev::MarkRead { client, conv, pick }),
     ]
 }
 
@@ -80,8 +127,52 @@ fn stored(w: &World, c: usize) -> Vec<Item> {
         .collect()
 }
 
+/// Whether account `user` has a device.
 fn has_client(user: usize) -> bool {
-    user < CLIENTS
+    DEVICES.contains(&user)
+}
+
+/// The clients of account `user`.
+fn devices_of(user: UserId) -> impl Iterator<Item = usize> {
+    (0..CLIENTS).filter(move |&c| user_id(DEVICES[c]) == user)
+}
+
+/// Whether client `c` belongs to conversation `conv`.
+fn member(c: usize, conv: usize) -> bool {
+    CONVS[conv].contains(&DEVICES[c])
+}
+
+/// The `pick`-th message of the conversation as client `c` stores it.
+fn pick_message(w: &World, c: usize, conv: usize, pick: usize) -> Option<Item> {
+    let timeline = w.clients[c].timeline(conv_id(conv));
+    if timeline.is_empty() {
+        return None;
+    }
+    let n = timeline.len();
+    timeline.into_iter().nth(pick % n)
+}
+
+/// Failed rows of client `c` (messages and actions), oldest first.
+fn failed_rows(w: &World, c: usize) -> Vec<Item> {
+    let mut rows: Vec<Item> = stored(w, c)
+        .into_iter()
+        .flat_map(|i| {
+            let pending: Vec<MessageId> = i.pending.iter().map(|p| p.id).collect();
+            std::iter::once(i).chain(pending.into_iter().map(|id| w.item(c, id)))
+        })
+        .filter(|i| i.status == Status::Failed)
+        .collect();
+    rows.sort_by_key(|i| (i.local_seq, i.id));
+    rows
+}
+
+/// Whether a refusal at once is the one the core owes for this target.
+fn refused_rightly(e: &ActionError, client: usize, target: &Item, author_only: bool) -> bool {
+    match e {
+        ActionError::NotAuthor => author_only && target.sender != user_id(DEVICES[client]),
+        ActionError::Deleted => target.deleted,
+        _ => false,
+    }
 }
 
 fn apply(w: &mut World, ev: &Ev, bodies: &mut u64) {
@@ -96,7 +187,7 @@ fn apply(w: &mut World, ev: &Ev, bodies: &mut u64) {
             // Refused at once only for a conversation the device does not
             // know (user 1 is not in conversation 1).
             if let Err(e) = w.send(client, conv_id(conv), &body) {
-                assert!(!CONVS[conv].contains(&client), "send refused: {e}");
+                assert!(!member(client, conv), "send refused: {e}");
             }
         }
         Ev::ToServer(c) => {
@@ -122,23 +213,99 @@ fn apply(w: &mut World, ev: &Ev, bodies: &mut u64) {
             }
         }
         Ev::Retry(c) => {
-            let failed = stored(w, c)
-                .into_iter()
-                .filter(|i| i.status == Status::Failed)
-                .min_by_key(|i| i.local_seq);
-            if let Some(item) = failed {
-                w.retry(c, item.id)
-                    .expect("a Failed message can be retried");
+            if let Some(item) = failed_rows(w, c).first() {
+                w.retry(c, item.id).expect("a Failed row can be retried");
             }
+        }
+        Ev::Discard(c) => {
+            if let Some(item) = failed_rows(w, c).last() {
+                w.discard(c, item.id)
+                    .expect("a Failed row can be discarded");
+            }
+        }
+        Ev::Edit {
+            client,
+            conv,
+            pick,
+            bad,
+        } => {
+            let Some(target) = pick_message(w, client, conv, pick) else {
+                return;
+            };
+            *bodies += 1;
+            let body = if bad {
+                format!("bad edit {bodies}")
+            } else {
+                format!("e{bodies}")
+            };
+            if let Err(e) = w.edit(client, target.id, &body) {
+                assert!(
+                    refused_rightly(&e, client, &target, true),
+                    "{e}: {target:?}"
+                );
+            }
+        }
+        Ev::Delete { client, conv, pick } => {
+            let Some(target) = pick_message(w, client, conv, pick) else {
+                return;
+            };
+            if let Err(e) = w.delete(client, target.id) {
+                assert!(
+                    refused_rightly(&e, client, &target, true),
+                    "{e}: {target:?}"
+                );
+            }
+        }
+        Ev::React {
+            client,
+            conv,
+            pick,
+            emoji,
+            on,
+        } => {
+            let Some(target) = pick_message(w, client, conv, pick) else {
+                return;
+            };
+            if let Err(e) = w.react(client, target.id, EMOJI[emoji], on) {
+                assert!(
+                    refused_rightly(&e, client, &target, false),
+                    "{e}: {target:?}"
+                );
+            }
+        }
+        Ev::MarkRead { client, conv, pick } => {
+            if !member(client, conv) {
+                return;
+            }
+            if pick == 8 {
+                w.mark_read(client, conv_id(conv), Seq(u64::MAX))
+                    .expect("a known conversation");
+                return;
+            }
+            let Some(target) = pick_message(w, client, conv, pick) else {
+                return;
+            };
+            // The app marks read what it shows; a local message has no
+            // place yet, so the newest confirmed one before it counts.
+            let seq = target.seq.unwrap_or_else(|| {
+                w.clients[client]
+                    .stored_conversation(conv_id(conv))
+                    .map_or(Seq::ZERO, |c| c.cursor)
+            });
+            w.mark_read(client, conv_id(conv), seq)
+                .expect("a known conversation");
         }
     }
 }
 
-/// Truthful status, checked after every event: In-Flight and Success only
-/// for what the server has, Success only once every other member stored it.
+/// Truthful status, checked after every event: In-Flight and beyond only
+/// for what the server has; Success only once every other member stored it
+/// on a device; Read only once every other member's read mark covers it.
 fn check_truthful(w: &World) {
-    for c in 0..CLIENTS {
+    for (c, &user) in DEVICES.iter().enumerate() {
+        let me = user_id(user);
         for item in stored(w, c) {
+            assert_eq!(item.own, item.sender == me, "client {c}: {item:?}");
             let Some(seq) = item.seq else {
                 assert!(matches!(item.status, Status::Sending | Status::Failed));
                 assert!(item.own);
@@ -148,25 +315,28 @@ fn check_truthful(w: &World) {
                 .server
                 .message(item.id)
                 .unwrap_or_else(|| panic!("client {c} stores {} the server lacks", item.id));
-            assert_eq!((on_server.seq, &on_server.body), (seq, &item.body));
-            assert_eq!(on_server.sender, item.sender);
+            assert_eq!((on_server.seq, on_server.sender), (seq, item.sender));
+            assert!(on_server.action.is_none(), "an action in the timeline");
             assert!(item.status.is_confirmed(), "{item:?}");
-            if !item.own || item.status != Status::Success {
+            if !item.own || item.status < Status::Success {
                 continue;
             }
+            let conv = &w.server.convs[&item.conversation];
             let members = CONVS[conv_index(item.conversation)];
             for &m in members.iter().filter(|&&m| user_id(m) != item.sender) {
                 assert!(
                     has_client(m),
                     "Success while user {m} has no device: {item:?}"
                 );
-                let theirs = w.clients[m].store.item(item.id).expect("item");
-                assert_eq!(
-                    theirs.and_then(|i| i.seq),
-                    Some(seq),
-                    "Success before client {m} stored {}",
-                    item.id
-                );
+                let stored = devices_of(user_id(m)).any(|d| {
+                    let theirs = w.clients[d].store.item(item.id).expect("item");
+                    theirs.and_then(|i| i.seq) == Some(seq)
+                });
+                assert!(stored, "Success before user {m} stored {}", item.id);
+                if item.status == Status::Read {
+                    let read = conv.read.get(&user_id(m)).copied().unwrap_or_default();
+                    assert!(read >= seq, "Read before user {m} read {}", item.id);
+                }
             }
         }
     }
@@ -178,19 +348,23 @@ fn conv_index(id: ConversationId) -> usize {
         .expect("known conversation")
 }
 
-/// Statuses only move forward; Failed → Sending only by a user's retry.
-fn check_history(id: MessageId, history: &[Status], own: bool, retries: usize) {
+/// Statuses only move forward (Sending → In-Flight → Success → Read, any
+/// step skipped); Failed only from Sending, and back only by a retry. A row
+/// this device did not queue arrives confirmed. Actions stop at Success.
+fn check_history(id: MessageId, history: &[Status], queued_here: bool, retries: usize) {
     use Status::*;
-    if !own {
-        assert_eq!(history, [Success], "incoming {id}");
-        return;
+    let first = history.first().copied();
+    if queued_here {
+        assert_eq!(first, Some(Sending), "{id}: {history:?}");
+    } else {
+        assert!(first.is_some_and(Status::is_confirmed), "{id}: {history:?}");
     }
-    assert_eq!(history.first(), Some(&Sending), "{id}: {history:?}");
     let mut requeued = 0;
     for step in history.windows(2) {
         match (step[0], step[1]) {
-            (Sending, InFlight) | (Sending, Success) | (InFlight, Success) | (Sending, Failed) => {}
+            (Sending, Failed) => {}
             (Failed, Sending) => requeued += 1,
+            (a, b) if a < b && b.is_confirmed() => {}
             _ => panic!("{id} moved {:?} → {:?}: {history:?}", step[0], step[1]),
         }
     }
@@ -200,108 +374,303 @@ fn check_history(id: MessageId, history: &[Status], own: bool, retries: usize) {
     );
 }
 
+/// The server's history of a conversation folded, by message.
+fn folded_server(
+    w: &World,
+    conv: ConversationId,
+) -> BTreeMap<MessageId, chatsync_protocol::Folded> {
+    let server = &w.server.convs[&conv];
+    server
+        .messages
+        .iter()
+        .filter(|m| m.action.is_none())
+        .map(|m| (m.id, server.folded(m.id)))
+        .collect()
+}
+
 fn check_healed(w: &World) {
     check_truthful(w);
-    for c in 0..CLIENTS {
+    for (c, &user) in DEVICES.iter().enumerate() {
         let client = &w.clients[c];
-        let me = user_id(c);
+        let me = user_id(user);
         let items = stored(w, c);
         let by_id: HashMap<MessageId, &Item> = items.iter().map(|i| (i.id, i)).collect();
+        let removed = |id: &MessageId| client.removed_rows.contains(id);
+        let failed_ever = |id: &MessageId| {
+            client
+                .stored_history
+                .get(id)
+                .is_some_and(|h| h.contains(&Status::Failed))
+        };
+        client.check_view(c);
 
-        // No stuck message.
+        // No stuck message or action.
         assert!(
             client.syncer.sending().is_empty(),
             "client {c} still sending"
         );
-        assert!(items.iter().all(|i| i.status != Status::Sending));
-        let failed = items.iter().filter(|i| i.status == Status::Failed).count();
+        let rows: Vec<Item> = client
+            .queued
+            .iter()
+            .filter_map(|id| client.store.item(*id).expect("item"))
+            .collect();
+        assert!(rows.iter().all(|i| i.status != Status::Sending), "{rows:?}");
+        let failed = rows.iter().filter(|i| i.status == Status::Failed).count();
         assert_eq!(client.syncer.unconfirmed(), failed);
 
-        // Nothing lost.
-        for (_, id) in &client.sent {
-            let on_server = w.server.message(*id).is_some();
-            let failed = by_id.get(id).is_some_and(|i| i.status == Status::Failed);
+        // Nothing lost: each queued message or action is on the server,
+        // Failed, or was withdrawn by the user before it left (then it
+        // never reaches the server).
+        for id in &client.queued {
+            let on_server = w.server.message(*id).is_some()
+                || w.server
+                    .convs
+                    .values()
+                    .any(|cv| cv.messages.iter().any(|m| m.id == *id));
+            let row = client.store.item(*id).expect("item");
+            let failed = row.as_ref().is_some_and(|i| i.status == Status::Failed);
+            if removed(id) {
+                assert!(!on_server && row.is_none(), "{id} withdrawn but kept");
+                continue;
+            }
             assert!(
                 on_server != failed,
                 "{id}: on server {on_server}, failed {failed}"
             );
+            let row = row.expect("kept");
+            if on_server {
+                assert!(
+                    row.seq.is_some(),
+                    "{id} is on the server, not stored confirmed"
+                );
+            }
         }
 
-        // Statuses seen by subscribers: forward only, and they end where storage is.
-        for (id, history) in &client.history {
-            let item = by_id[id];
+        // Statuses of every row in storage, and as subscribers saw them:
+        // forward only; the view ends where storage is.
+        for (id, history) in &client.stored_history {
+            if removed(id) {
+                continue;
+            }
             let retries = client.retried.get(id).copied().unwrap_or(0);
-            check_history(*id, history, item.own, retries);
+            check_history(*id, history, client.queued.contains(id), retries);
+            let row = client.store.item(*id).expect("item").expect("kept");
+            assert_eq!(history.last(), Some(&row.status), "{id}");
+            if row.action.is_some() {
+                assert!(!history.contains(&Status::Read), "action {id}: {history:?}");
+            }
+        }
+        for (id, history) in &client.history {
+            let Some(item) = by_id.get(id) else {
+                assert!(removed(id), "{id} vanished from the timeline");
+                continue;
+            };
+            let retries = client.retried.get(id).copied().unwrap_or(0);
+            let sent_here = client.sent.iter().any(|(_, s)| s == id);
+            if item.own || sent_here {
+                check_history(*id, history, sent_here, retries);
+            } else {
+                assert_eq!(history, &[Status::Success], "incoming {id}");
+            }
             assert_eq!(history.last(), Some(&item.status), "{id}");
         }
 
         for (i, members) in CONVS.iter().enumerate() {
             let conv = conv_id(i);
             let server = &w.server.convs[&conv];
-            // Exactly once on the server.
+            // Exactly once on the server: no message or action twice.
             let ids: BTreeSet<_> = server.messages.iter().map(|m| m.id).collect();
             assert_eq!(ids.len(), server.messages.len());
 
-            // Order: per sender, the server's order is the send order of
-            // the messages that never failed (a retry moves a message).
-            let never_failed = |id: &MessageId| !client.history[id].contains(&Status::Failed);
-            let sent: Vec<_> = client
-                .sent
+            // Order: the server's order of this device's messages, edits
+            // and deletes is the order they were queued, leaving out those
+            // that failed once (a retry moves them) or were withdrawn.
+            let ordered = |id: &MessageId| !failed_ever(id) && !removed(id);
+            let in_order = |id: &MessageId| {
+                server
+                    .messages
+                    .iter()
+                    .find(|m| m.id == *id)
+                    .is_some_and(|m| {
+                        !matches!(
+                            m.action.as_ref().map(|a| a.kind),
+                            Some(ActionKind::React { .. })
+                        )
+                    })
+            };
+            let queued: Vec<_> = client
+                .queued
                 .iter()
-                .filter(|(cv, id)| *cv == conv && never_failed(id))
-                .map(|(_, id)| *id)
+                .filter(|id| ordered(id) && in_order(id))
+                .copied()
                 .collect();
+            let mine: BTreeSet<_> = client.queued.iter().collect();
             let on_server: Vec<_> = server
                 .messages
                 .iter()
-                .filter(|m| m.sender == me && never_failed(&m.id))
+                .filter(|m| mine.contains(&m.id) && ordered(&m.id) && in_order(&m.id))
                 .map(|m| m.id)
                 .collect();
-            assert_eq!(on_server, sent, "client {c}, conversation {i}");
+            assert_eq!(on_server, queued, "client {c}, conversation {i}");
 
-            if !members.contains(&c) {
+            // Read marks: the server's only moved forward (checked after
+            // every event), and every member device ends knowing them.
+            if !CONVS[i].contains(&DEVICES[c]) {
                 continue;
             }
+            let stored_conv = client.stored_conversation(conv).expect("conversation");
+            for &m in members.iter() {
+                let u = user_id(m);
+                let marks = stored_conv
+                    .members
+                    .iter()
+                    .find(|mm| mm.user == u)
+                    .expect("every member's marks");
+                let expected = (
+                    server.delivered.get(&u).copied().unwrap_or_default(),
+                    server.read.get(&u).copied().unwrap_or_default(),
+                );
+                assert_eq!(
+                    (marks.delivered, marks.read),
+                    expected,
+                    "client {c}: marks of user {m} in conversation {i}"
+                );
+            }
+
             // Gap-free, exactly once: the store holds exactly the server's
-            // messages, each once, and the cursor is at the end.
-            let mine: Vec<_> = client
-                .timeline(conv)
-                .into_iter()
-                .filter_map(|i| i.seq.map(|s| (s, i.id, i.body)))
+            // rows, each once, and the cursor is at the end.
+            let timeline = client.timeline(conv);
+            let mine: Vec<_> = timeline
+                .iter()
+                .filter_map(|i| i.seq.map(|s| (s, i.id)))
                 .collect();
             let theirs: Vec<_> = server
                 .messages
                 .iter()
-                .map(|m| (m.seq, m.id, m.body.clone()))
+                .filter(|m| m.action.is_none())
+                .map(|m| (m.seq, m.id))
                 .collect();
             assert_eq!(mine, theirs, "client {c}, conversation {i}");
-            let stored_conv = client.stored_conversation(conv).expect("conversation");
+            for m in server.messages.iter().filter(|m| m.action.is_some()) {
+                let row = client.store.item(m.id).expect("item");
+                let row = row.unwrap_or_else(|| panic!("client {c} lacks action {}", m.id));
+                assert_eq!(
+                    (row.seq, row.sender, &row.action, &row.body),
+                    (Some(m.seq), m.sender, &m.action, &m.body)
+                );
+            }
             assert_eq!(stored_conv.cursor.0, server.messages.len() as u64);
 
-            // Delivery reaches the sender once everyone has a device.
+            // Converged: every message shows as the server's history folds
+            // it; only refused actions of this device remain pending.
+            let folded = folded_server(w, conv);
+            for item in timeline.iter().filter(|i| i.seq.is_some()) {
+                let f = &folded[&item.id];
+                let reactions: BTreeMap<String, Vec<UserId>> = item
+                    .reactions
+                    .iter()
+                    .map(|r| (r.emoji.clone(), r.users.clone()))
+                    .collect();
+                assert_eq!(
+                    (&item.body, item.edited, item.deleted, &reactions),
+                    (&f.body, f.edited, f.deleted, &f.reactions),
+                    "client {c}: {item:?}"
+                );
+                assert!(
+                    item.pending.iter().all(|p| p.status == Status::Failed),
+                    "{item:?}"
+                );
+            }
+
+            // Delivery and reading reach the sender once everyone has a
+            // device; actions stop at Success.
             let all_have_devices = members.iter().all(|&m| has_client(m));
-            for item in client
-                .timeline(conv)
+            let read_by_others = members
                 .iter()
-                .filter(|i| i.own && i.seq.is_some())
-            {
-                let expected = if all_have_devices {
-                    Status::Success
-                } else {
+                .filter(|&&m| user_id(m) != me)
+                .map(|&m| server.read.get(&user_id(m)).copied().unwrap_or_default())
+                .min()
+                .unwrap_or_default();
+            for m in server.messages.iter().filter(|m| m.sender == me) {
+                let row = client.store.item(m.id).expect("item").expect("stored");
+                let expected = if !all_have_devices {
                     Status::InFlight
+                } else if m.action.is_none() && read_by_others >= m.seq {
+                    Status::Read
+                } else {
+                    Status::Success
                 };
-                assert_eq!(item.status, expected, "{item:?}");
+                assert_eq!(row.status, expected, "client {c}: {row:?}");
             }
         }
     }
 }
 
+/// (delivered, read) marks by conversation and member.
+type Marks = BTreeMap<(ConversationId, UserId), (Seq, Seq)>;
+
+/// Every (conversation, member) mark on the server.
+fn server_reads(w: &World) -> Marks {
+    w.server
+        .convs
+        .iter()
+        .flat_map(|(&id, c)| {
+            c.members.iter().map(move |&u| {
+                let d = c.delivered.get(&u).copied().unwrap_or_default();
+                let r = c.read.get(&u).copied().unwrap_or_default();
+                ((id, u), (d, r))
+            })
+        })
+        .collect()
+}
+
+/// Marks only move forward: on the server, and as each client stores them.
+fn check_marks_forward(w: &World, server_before: &mut Marks, clients_before: &mut [Marks]) {
+    let now = server_reads(w);
+    for (k, v) in &now {
+        let old = server_before.get(k).copied().unwrap_or_default();
+        assert!(
+            v.0 >= old.0 && v.1 >= old.1,
+            "server marks {k:?}: {old:?} → {v:?}"
+        );
+        assert!(
+            v.1 <= v.0,
+            "read beyond delivered on the server: {k:?} {v:?}"
+        );
+    }
+    *server_before = now;
+    for (c, before) in clients_before.iter_mut().enumerate() {
+        let now: Marks = w.clients[c]
+            .store
+            .conversations()
+            .expect("conversations")
+            .into_iter()
+            .flat_map(|conv| {
+                conv.members
+                    .into_iter()
+                    .map(move |m| ((conv.id, m.user), (m.delivered, m.read)))
+            })
+            .collect();
+        for (k, v) in &now {
+            let old = before.get(k).copied().unwrap_or_default();
+            assert!(
+                v.0 >= old.0 && v.1 >= old.1,
+                "client {c} marks {k:?}: {old:?} → {v:?}"
+            );
+        }
+        *before = now;
+    }
+}
+
 fn run(events: &[Ev]) {
-    let mut w = World::new(3, CLIENTS, CONVS, config()).start();
+    let mut w = World::with_devices(3, DEVICES, CONVS, config()).start();
     let mut bodies = 0;
+    let mut server_marks = BTreeMap::new();
+    let mut client_marks = vec![BTreeMap::new(); CLIENTS];
     for ev in events {
         apply(&mut w, ev, &mut bodies);
         check_truthful(&w);
+        check_marks_forward(&w, &mut server_marks, &mut client_marks);
     }
     // Heal: networks up, every connection renewed (a frame lost on the way
     // to a client means, on a real socket, a lost connection), then quiet.
@@ -310,6 +679,7 @@ fn run(events: &[Ev]) {
         w.cut(c);
     }
     w.run_until_idle();
+    check_marks_forward(&w, &mut server_marks, &mut client_marks);
     check_healed(&w);
 }
 
@@ -317,7 +687,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn invariants_hold_under_random_faults(events in prop::collection::vec(event(), 1..80)) {
+    fn invariants_hold_under_random_faults(events in prop::collection::vec(event(), 1..120)) {
         run(&events);
     }
 }
