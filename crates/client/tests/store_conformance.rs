@@ -942,6 +942,63 @@ fn check_delete_shows_placeholder_and_erases_text<S: ClientStore>(make: impl Fn(
     );
 }
 
+/// Every version of a deleted message's text goes: its author's confirmed
+/// edits are blanked too, whichever of the message, edit and delete came
+/// first; this device's own edit still Sending keeps its text (for a retry).
+fn check_delete_erases_the_text_of_edits<S: ClientStore>(make: impl Fn() -> S) {
+    let mut s = make();
+    let body = |s: &S, id| s.item(id).unwrap().unwrap().body;
+    // In order: message, edit, delete.
+    let c = conv(1);
+    let m = incoming(mid(1), c, 1, "secret");
+    let edit = confirmed_action(mid(2), c, 2, 2, m.id, ActionKind::Edit, "secret 2");
+    let del = confirmed_action(mid(3), c, 3, 2, m.id, ActionKind::Delete, "");
+    s.apply(&[upsert(&m), upsert(&edit)]).unwrap();
+    assert_eq!(body(&s, edit.id), "secret 2");
+    s.apply(&[upsert(&del)]).unwrap();
+    assert_eq!(body(&s, edit.id), "");
+    assert_eq!(only(&s, c), shown_as(&m, "", true, true));
+
+    // The delete first (pushed above a gap), then the gap filled.
+    let c2 = conv(2);
+    let m2 = incoming(mid(10), c2, 1, "secret");
+    let edit2 = confirmed_action(mid(11), c2, 2, 2, m2.id, ActionKind::Edit, "secret 2");
+    let del2 = confirmed_action(mid(12), c2, 3, 2, m2.id, ActionKind::Delete, "");
+    s.apply(&[upsert(&del2)]).unwrap();
+    s.apply(&[upsert(&edit2)]).unwrap();
+    s.apply(&[upsert(&m2)]).unwrap();
+    assert_eq!(body(&s, edit2.id), "");
+    assert_eq!(only(&s, c2), shown_as(&m2, "", true, true));
+    // The delete before a late edit (the edit in a gap filled later).
+    let c3 = conv(3);
+    let m3 = incoming(mid(20), c3, 1, "secret");
+    let edit3 = confirmed_action(mid(21), c3, 2, 2, m3.id, ActionKind::Edit, "secret 2");
+    let del3 = confirmed_action(mid(22), c3, 3, 2, m3.id, ActionKind::Delete, "");
+    s.apply(&[upsert(&m3), upsert(&del3)]).unwrap();
+    s.apply(&[upsert(&edit3)]).unwrap();
+    assert_eq!(body(&s, edit3.id), "");
+
+    // Own message: a confirmed edit is blanked, one still Sending is kept.
+    let c4 = conv(4);
+    let own = acked(&outgoing(mid(30), c4, 1, "mine"), 1, Status::Success);
+    let e1 = acked(
+        &own_action(mid(31), c4, 2, own.id, ActionKind::Edit, "mine 2"),
+        2,
+        Status::InFlight,
+    );
+    let e2 = own_action(mid(32), c4, 3, own.id, ActionKind::Edit, "mine 3");
+    let own_del = acked(
+        &own_action(mid(33), c4, 4, own.id, ActionKind::Delete, ""),
+        3,
+        Status::InFlight,
+    );
+    s.apply(&[upsert(&own), upsert(&e1), insert(&e2)]).unwrap();
+    s.apply(&[upsert(&own_del)]).unwrap();
+    assert_eq!(body(&s, e1.id), "");
+    assert_eq!(body(&s, e2.id), "mine 3");
+    assert!(only(&s, c4).deleted);
+}
+
 fn check_reaction_toggles_end_in_one_state<S: ClientStore>(make: impl Fn() -> S) {
     let mut s = make();
     let c = conv(1);
@@ -1351,6 +1408,7 @@ conformance!(
     check_confirmed_edits_fold_by_seq,
     check_edit_from_non_author_ignored,
     check_delete_shows_placeholder_and_erases_text,
+    check_delete_erases_the_text_of_edits,
     check_reaction_toggles_end_in_one_state,
     check_pending_overlay,
     check_update_outgoing_rewrites_queued_rows_only,

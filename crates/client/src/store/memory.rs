@@ -121,6 +121,48 @@ impl MemoryStore {
         }
     }
 
+    /// Blanks the text of the confirmed edits of a deleted message (each
+    /// one is a version of its text): after `id` was confirmed, for the
+    /// message it is or acts on, when its author deleted it. Only the
+    /// author's edits in its conversation count, as for the erasure itself.
+    fn erase_edits_if_deleted(&mut self, id: MessageId) {
+        let Some(row) = self.rows.get(&id) else {
+            return;
+        };
+        let message = row.item.action.as_ref().map_or(id, |a| a.target);
+        let Some(m) = self
+            .rows
+            .get(&message)
+            .filter(|m| m.deleted && m.item.action.is_none())
+        else {
+            return;
+        };
+        let (author, conversation) = (m.item.sender, m.item.conversation);
+        let edits: Vec<MessageId> = self
+            .by_target
+            .get(&message)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|e| {
+                self.rows.get(e).is_some_and(|r| {
+                    r.item.seq.is_some()
+                        && r.item.sender == author
+                        && r.item.conversation == conversation
+                        && r.item
+                            .action
+                            .as_ref()
+                            .is_some_and(|a| a.kind == ActionKind::Edit)
+                })
+            })
+            .collect();
+        for e in edits {
+            if let Some(r) = self.rows.get_mut(&e) {
+                r.item.body.clear();
+            }
+        }
+    }
+
     /// The row `id` as shown: actions folded when it is a message.
     fn shown(&self, row: &Row) -> Item {
         if row.item.action.is_some() {
@@ -159,6 +201,7 @@ impl MemoryStore {
                     None => self.insert_new(new, true),
                 }
                 self.erase_if_deleted(new.id);
+                self.erase_edits_if_deleted(new.id);
             }
             StoreOp::SetStatus { id, status } => {
                 if let Some(Row { item, .. }) = self.rows.get_mut(id) {

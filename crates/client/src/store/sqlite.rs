@@ -279,6 +279,17 @@ const ERASE_SELF_SQL: &str = "UPDATE items SET body = '', deleted = 1 \
        AND d.action = 'delete' AND d.seq IS NOT NULL AND d.sender = items.sender \
        AND d.conversation = items.conversation)";
 
+/// After `?1` was confirmed: when the message it is (or acts on) was
+/// deleted by its author, blank the text of that author's confirmed edits of
+/// it too (each one is a version of the text), whichever came first.
+const ERASE_EDITS_SQL: &str = "UPDATE items SET body = '' \
+     WHERE action = 'edit' AND seq IS NOT NULL AND body <> '' \
+     AND target = (SELECT COALESCE(target, id) FROM items WHERE id = ?1) \
+     AND EXISTS ( \
+       SELECT 1 FROM items AS m WHERE m.id = items.target AND m.action IS NULL \
+       AND m.deleted = 1 AND m.sender = items.sender \
+       AND m.conversation = items.conversation)";
+
 impl SqliteStore {
     /// Opens (creating if needed, with its parent directories) the store at
     /// `path`, and brings its schema up to date.
@@ -550,6 +561,7 @@ fn apply_one(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
             conn.prepare_cached(ERASE_TARGET_SQL)?
                 .execute(params![id])?;
             conn.prepare_cached(ERASE_SELF_SQL)?.execute(params![id])?;
+            conn.prepare_cached(ERASE_EDITS_SQL)?.execute(params![id])?;
         }
         StoreOp::SetStatus { id, status } => {
             // Forward only; Failed only from Sending.
@@ -840,6 +852,7 @@ mod tests {
             UNREAD_SQL,
             ERASE_TARGET_SQL,
             ERASE_SELF_SQL,
+            ERASE_EDITS_SQL,
         ] {
             let p = plan(&store, sql);
             // "SCAN items USING INDEX <partial>" only walks the partial index.

@@ -10,6 +10,7 @@ mod raw;
 mod status;
 mod support;
 
+mod actions;
 mod exchange;
 mod lost_ack;
 mod multibyte;
