@@ -5,6 +5,8 @@
 //! awaited with a timeout and fail with a message saying what did not happen.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The proxy offers more than these tests use (the scenarios use the rest).
+#[allow(dead_code)]
 mod proxy;
 mod raw;
 mod status;

@@ -242,8 +242,20 @@ impl User {
 
     /// Logs in an existing account on a new device; waits until connected.
     pub async fn login(server: &str, name: &str) -> User {
+        Self::login_with(server, name, config()).await
+    }
+
+    /// Registers and logs in with syncer tunables; waits until connected.
+    #[allow(dead_code)]
+    pub async fn new_with(server: &str, name: &str, config: Config) -> User {
+        register(server, name).await;
+        Self::login_with(server, name, config).await
+    }
+
+    /// [`User::login`] with syncer tunables.
+    pub async fn login_with(server: &str, name: &str, config: Config) -> User {
         let dir = tempfile::tempdir().unwrap();
-        let client = Client::login_with(dir.path(), server, name, PASSWORD, "e2e", config())
+        let client = Client::login_with(dir.path(), server, name, PASSWORD, "e2e", config)
             .await
             .unwrap_or_else(|e| panic!("logging {name} in: {e}"));
         let user = User {
@@ -350,6 +362,20 @@ impl User {
 }
 
 impl ClosedUser {
+    /// Opens the client again from its storage with syncer tunables,
+    /// without waiting for a connection (the server may be unreachable).
+    #[allow(dead_code)]
+    pub async fn reopen_with(self, config: Config) -> User {
+        let client = Client::open_with(self.dir.path(), config)
+            .await
+            .unwrap_or_else(|e| panic!("reopening {}: {e}", self.name));
+        User {
+            name: self.name,
+            client,
+            dir: self.dir,
+        }
+    }
+
     /// Opens the client again from its storage; waits until connected.
     pub async fn open(self) -> User {
         let client = Client::open_with(self.dir.path(), config())
