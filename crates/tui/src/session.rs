@@ -15,7 +15,7 @@ use chatsync_protocol::{ConversationId, ConversationInfo, MessageId, Seq};
 use ratatui::backend::Backend;
 use ratatui::crossterm::event::{self as ct, Event as CtEvent};
 use ratatui::Terminal;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -433,6 +433,3 @@ async fn next_change(
     })
     .await
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: HashMap<(), ()>) {}
