@@ -2,10 +2,13 @@
 //! demo that replays real conversations through the syncer.
 
 mod bench;
+mod chaos;
 mod commands;
 mod demo;
 mod output;
+mod server_process;
 mod trace;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -56,6 +59,12 @@ enum Command {
     /// Measure latency and throughput of the syncer against a real server
     /// process.
     Bench(bench::Args),
+    /// Fault-injection drill: real client processes behind fault proxies,
+    /// server and client kills, then a check of every invariant.
+    Chaos(chaos::Args),
+    /// One chaos client process (started by `chaos`).
+    #[command(hide = true)]
+    ChaosAgent(chaos::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +98,8 @@ fn main() -> ExitCode {
             Command::Tui(a) => commands::tui::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Bench(a) => bench::run(a).await,
+            Command::Chaos(a) => chaos::run(a).await,
+            Command::ChaosAgent(a) => chaos::run_agent(a).await,
         }
     });
     match result {

@@ -2,7 +2,7 @@
 //! process, recording per message the durable `send`, the time until the
 //! UI sees it as Sending, In-Flight and Success, with HDR histograms.
 
-mod server_process;
+use crate::server_process;
 
 use crate::demo::transcript;
 use crate::trace::Recorder;

@@ -11,7 +11,7 @@ use crate::trace::Recorder;
 use anyhow::Context;
 use chatsync_client::core::Config;
 use chatsync_client::{Client, Status};
-use chatsync_protocol::{ConversationId, MessageId};
+use chatsync_protocol::ConversationId;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,18 +49,7 @@ pub struct Args {
     keep: bool,
 }
 
-/// A message the demo sent.
-#[derive(Clone, Debug)]
-pub struct Sent {
-    /// Id returned by `send`.
-    pub id: MessageId,
-    /// Conversation.
-    pub conversation: ConversationId,
-    /// Sender's account name.
-    pub sender: String,
-    /// Text.
-    pub body: String,
-}
+pub use crate::verify::Sent;
 
 const PASSWORD: &str = "demo-password";
 
