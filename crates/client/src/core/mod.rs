@@ -1028,6 +1028,11 @@ impl Syncer {
         }
         if from_outbox.is_some() {
             self.rearm_ack_deadline(now);
+            // Confirmed by a push or a catch-up page rather than its ack:
+            // its slot in the window is free, and nothing else may come to
+            // wake the syncer (the ack deadline is gone when the link is
+            // empty), so what waited for room leaves now.
+            self.pump(now);
         }
     }
 
