@@ -109,6 +109,9 @@ pub struct SimServer {
     /// Planted defect, if any.
     pub sabotage: Option<Sabotage>,
     sessions: BTreeMap<[u8; 32], (UserId, String)>,
+    /// The next commit fails (a full disk, an I/O error): nothing of its
+    /// batch is stored, and every send in it gets a retryable refusal.
+    pub fail_next_commit: bool,
 }
 
 fn refused(id: MessageId, refusal: Refusal) -> ServerFrame {
@@ -149,6 +152,7 @@ impl SimServer {
             committed: BTreeMap::new(),
             sabotage: None,
             sessions: BTreeMap::new(),
+            fail_next_commit: false,
         })
     }
 
@@ -468,7 +472,14 @@ impl SimServer {
             return;
         }
         let ops: Vec<WriteOp> = batch.iter().map(|q| q.op.clone()).collect();
-        match self.store.apply_batch(&ops) {
+        let result = if std::mem::take(&mut self.fail_next_commit) {
+            Err(ServerError::BatchFailed(
+                "injected: the disk is full".into(),
+            ))
+        } else {
+            self.store.apply_batch(&ops)
+        };
+        match result {
             Ok(outcomes) if outcomes.len() == ops.len() => {
                 for (q, outcome) in batch.iter().zip(outcomes) {
                     self.publish(q, &outcome, out);

@@ -91,6 +91,7 @@ impl Workload {
                 };
                 w.crash_server(down, limits);
             }
+            92..=93 if w.cfg.commit_failures => w.fail_commit(),
             _ => {
                 let dur = Duration::from_millis(w.rng.u64(500..=6000));
                 w.stall(client, dur);

@@ -33,6 +33,9 @@ pub struct SimConfig {
     pub settle: Duration,
     /// A planted defect (the checker must notice it).
     pub sabotage: Option<Sabotage>,
+    /// Inject failed group commits (off by default: the real gateway then
+    /// breaks invariant 3, see the `failed_commit_keeps_order` test).
+    pub commit_failures: bool,
     /// Record a trace of every event.
     pub trace: bool,
 }
@@ -46,6 +49,7 @@ impl Default for SimConfig {
             ops: 60,
             settle: Duration::from_secs(600),
             sabotage: None,
+            commit_failures: false,
             trace: false,
         }
     }
@@ -249,6 +253,8 @@ impl World {
         let (body, page) = (w.server.limits.max_body_bytes, w.server.limits.max_page);
         w.log(|| format!("seed {seed}: hostile={hostile}, max_body_bytes {body}, max_page {page}"));
         for c in 0..w.clients.len() {
+            let config = format!("{:?}", w.clients[c].config);
+            w.log(|| format!("d{c}: {config}"));
             w.after_input(c);
         }
         w.schedule(Duration::from_millis(300), Ev::Work);
@@ -515,6 +521,11 @@ impl World {
             return;
         };
         let at = link.up(self.now, &mut self.rng);
+        if self.trace.is_some() {
+            let text = self.fmt_client(&frame);
+            let eta = at - self.now;
+            self.log(|| format!("d{client} transmits {text} (arrives in {eta:?})"));
+        }
         self.schedule_at(at, Ev::ToServer { conn, frame });
     }
 
@@ -631,6 +642,13 @@ impl World {
             }
         }
         self.schedule(down, Ev::ServerUp { limits });
+    }
+
+    /// The server's next group commit fails.
+    pub fn fail_commit(&mut self) {
+        self.log(|| "FAULT: the next commit fails".to_string());
+        self.faults += 1;
+        self.server.fail_next_commit = true;
     }
 
     /// The path of device `client`'s connection stalls for `dur`.

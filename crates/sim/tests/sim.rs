@@ -81,6 +81,7 @@ fn replay() {
     };
     let cfg = SimConfig {
         trace: true,
+        commit_failures: env_u64("CHATSYNC_SIM_COMMIT_FAILURES").is_some_and(|v| v != 0),
         ..SimConfig::default()
     };
     let report = run(seed, &cfg);
@@ -134,4 +135,25 @@ fn checker_catches_planted_defects() {
             report.seed, report.violations[0]
         );
     }
+}
+
+/// Known server defect found by this simulation: when a group commit
+/// fails, the gateway refuses its sends as retryable, but sends the same
+/// connection pipelined behind them are committed by the next batch, so a
+/// device's messages are stored out of order (DESIGN.md invariant 3,
+/// "transient trouble never reorders"); `received`/`read` marks in the
+/// failed batch are lost without the client knowing. Seeds 0, 3, 11 and 20
+/// show it; `CHATSYNC_SIM_COMMIT_FAILURES=1` turns the fault on in `replay`.
+#[test]
+#[ignore = "known gateway defect: a failed group commit reorders a connection's sends"]
+fn failed_commit_keeps_order() {
+    let cfg = SimConfig {
+        commit_failures: true,
+        ..SimConfig::default()
+    };
+    let bad: Vec<Report> = (0..200)
+        .map(|seed| run(seed, &cfg))
+        .filter(|r| !r.violations.is_empty())
+        .collect();
+    assert!(bad.is_empty(), "{}", describe(&bad[0]));
 }
