@@ -1,265 +1,267 @@
-//! `chatsync bench`: an open-loop load generator against a real server
-//! process, recording per message the durable `send`, the time until the
-//! UI sees it as Sending, In-Flight and Success, with HDR histograms.
+//! `chatsync bench`: chatsync measured side by side with its floors and its
+//! peers, in one run on one machine.
+//!
+//! Suites (`--suite a,b,…`, default all but none skipped silently):
+//!
+//! | suite | what | module |
+//! |---|---|---|
+//! | `floors` | bare WebSocket echo, bare SQLite commit with fsync | [`floors`] |
+//! | `syncer` | open-loop sends through real client library instances: send, visible as Sending, In-Flight, delivered, Success | [`syncer`] |
+//! | `throughput` | the server's acknowledged (fsynced) messages/s at max rate, protocol-level senders | [`throughput`] |
+//! | `nats`, `redis`, `synapse` (or `peers`) | the same workload against NATS JetStream, Redis `XADD` with `appendfsync always`, Matrix Synapse | [`peers`] |
+//! | `fanout` | one message to every member of 10, 100, 1,000-member conversations | [`fanout`] |
+//! | `catchup` | a real client reconnecting after missing 100,000 messages | [`catchup`] |
+//! | `connections` | many idle authenticated connections: server RSS per connection | [`connections`] |
+//!
+//! Every suite starts its own `chatsync server` process (fresh data
+//! directory) so that its CPU and memory are the suite's own. Each prints
+//! a table; `--json FILE` writes everything, with the machine, the
+//! side-by-side comparison and a verdict on each goal of issue 6.
 
-use crate::server_process;
+mod catchup;
+mod connections;
+mod fanout;
+mod floors;
+mod lite;
+mod load;
+mod peers;
+mod report;
+mod server;
+mod stats;
+mod syncer;
+mod throughput;
 
-use crate::demo::transcript;
-use crate::trace::Recorder;
 use anyhow::Context;
-use chatsync_client::core::Config;
-use chatsync_client::Client;
-use hdrhistogram::Histogram;
-use serde::Serialize;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+
+/// A part of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// Every suite below.
+    All,
+    /// Bare WebSocket echo and bare SQLite fsync.
+    Floors,
+    /// Real client library instances, open loop.
+    Syncer,
+    /// Server acknowledged messages/s at max rate.
+    Throughput,
+    /// NATS, Redis and Synapse.
+    Peers,
+    /// NATS JetStream publish-with-ack.
+    Nats,
+    /// Redis XADD with appendfsync always.
+    Redis,
+    /// Matrix Synapse client API.
+    Synapse,
+    /// One message to many members.
+    Fanout,
+    /// Reconnect after missing many messages.
+    Catchup,
+    /// Many idle connections.
+    Connections,
+}
 
 /// Arguments of `bench`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// Messages to send in all.
+    /// Suites to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    pub suite: Vec<Suite>,
+    /// Write every figure as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+
+    /// Messages of the open-loop runs (syncer, and the peers' open loop).
     #[arg(long, default_value_t = 5000)]
-    messages: usize,
-    /// Open-loop send rate, messages per second over all senders.
-    #[arg(long, default_value_t = 500.0)]
-    rate: f64,
-    /// Sender clients, each in a conversation with its own recipient client
-    /// (every client is a full client library instance with its own SQLite
-    /// storage).
+    pub messages: usize,
+    /// Open-loop rate, messages per second over all senders.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Sender clients of the syncer run, each in a conversation with its
+    /// own recipient client (every client is a full client library
+    /// instance with its own SQLite storage); also the number of
+    /// conversations (streams, rooms) of the peers' open loop.
     #[arg(long, default_value_t = 1)]
-    senders: usize,
-    /// Use this running server instead of starting one (`host:port`).
+    pub senders: usize,
+    /// Syncer suite only: use this running server instead of starting one
+    /// (`host:port`; its CPU and memory are then not reported).
     #[arg(long)]
-    server: Option<String>,
-    /// Write the figures as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    pub server: Option<String>,
+
+    /// Messages of the WebSocket echo floor.
+    #[arg(long, default_value_t = 10_000)]
+    pub echo_messages: usize,
+    /// Single-row commits of the SQLite floor.
+    #[arg(long, default_value_t = 2000)]
+    pub sqlite_commits: usize,
+    /// Batched commits of the SQLite floor.
+    #[arg(long, default_value_t = 200)]
+    pub sqlite_batches: usize,
+    /// Rows per batched commit of the SQLite floor.
+    #[arg(long, default_value_t = 100)]
+    pub sqlite_batch: usize,
+
+    /// Messages of each max-rate run (chatsync server, NATS, Redis).
+    #[arg(long, default_value_t = 50_000)]
+    pub max_messages: usize,
+    /// Connections (streams) of each max-rate run, each to its own
+    /// conversation.
+    #[arg(long, default_value_t = 4)]
+    pub max_senders: usize,
+    /// Appends outstanding per connection in max-rate runs and the
+    /// pipelined echo floor.
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
+
+    /// Synapse: messages of its open loop and of its max-rate run.
+    #[arg(long, default_value_t = 300)]
+    pub synapse_messages: usize,
+    /// Synapse: open-loop rate (it cannot take chatsync's).
+    #[arg(long, default_value_t = 20.0)]
+    pub synapse_rate: f64,
+    /// Synapse: requests outstanding per room in the max-rate run.
+    #[arg(long, default_value_t = 8)]
+    pub synapse_window: usize,
+
+    /// Concurrent idle connections of the connections suite.
+    #[arg(long, default_value_t = 5000)]
+    pub connections: usize,
+    /// Seconds between protocol pings of each idle connection.
+    #[arg(long, default_value_t = 30)]
+    pub ping_interval: u64,
+    /// Seconds to hold the connections open before measuring.
+    #[arg(long, default_value_t = 3)]
+    pub hold: u64,
+
+    /// Conversation sizes of the fan-out suite.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    pub fanout_sizes: Vec<usize>,
+    /// Messages sent per size in the fan-out suite.
+    #[arg(long, default_value_t = 20)]
+    pub fanout_messages: usize,
+
+    /// Messages missed before the catch-up client reconnects.
+    #[arg(long, default_value_t = 100_000)]
+    pub catchup_messages: usize,
 }
 
-#[derive(Serialize)]
-struct Figures {
-    messages: usize,
-    rate_target: f64,
-    rate_achieved: f64,
-    senders: usize,
-    seconds: f64,
-    settled_success: usize,
-    latencies_us: Vec<Percentiles>,
+/// What every suite gets.
+pub struct Ctx {
+    /// The arguments.
+    pub args: Args,
+    /// Temporary directory of the run (server data, client storage).
+    pub tmp: PathBuf,
+    bodies: Vec<String>,
+    progress: MultiProgress,
 }
 
-#[derive(Serialize)]
-struct Percentiles {
-    metric: &'static str,
-    count: u64,
-    p50: u64,
-    p90: u64,
-    p99: u64,
-    p999: u64,
-    max: u64,
+impl Ctx {
+    /// The `i`-th message body, from the chitchat corpus excerpt.
+    pub fn body(&self, i: usize) -> &str {
+        &self.bodies[i % self.bodies.len()]
+    }
+
+    /// A progress bar of `len` steps (drawn on stderr when it is a terminal).
+    pub fn bar(&self, len: u64, label: &str) -> ProgressBar {
+        let bar = self.progress.add(ProgressBar::new(len));
+        let style = ProgressStyle::with_template(
+            "{prefix:<32} [{bar:30}] {pos:>7}/{len:7} {per_sec:>12} {elapsed:>4}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(label.to_string());
+        bar
+    }
 }
 
-/// Runs the benchmark.
+impl Args {
+    fn wants(&self, s: Suite) -> bool {
+        let peer = matches!(s, Suite::Nats | Suite::Redis | Suite::Synapse);
+        self.suite
+            .iter()
+            .any(|x| *x == s || *x == Suite::All || (peer && *x == Suite::Peers))
+    }
+}
+
+/// Runs the selected suites.
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(a.senders >= 1, "--senders must be at least 1");
     anyhow::ensure!(a.rate > 0.0, "--rate must be positive");
+    anyhow::ensure!(a.messages >= 1, "--messages must be at least 1");
     let tmp = tempfile::Builder::new()
         .prefix("chatsync-bench-")
-        .tempdir()?;
-    let spawned = match &a.server {
-        Some(_) => None,
-        None => Some(server_process::Spawned::start(&tmp.path().join("server")).await?),
-    };
-    let addr = match (&a.server, &spawned) {
-        (Some(s), _) => s.clone(),
-        (None, Some(p)) => p.addr.clone(),
-        (None, None) => unreachable!("a server is either given or spawned"),
-    };
-    println!(
-        "server: ws://{addr} {}",
-        if spawned.is_some() {
-            "(own process, started by bench)"
-        } else {
-            "(given)"
-        }
-    );
-    let bodies: Vec<String> = transcript::load(None, None)?
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let bodies: Vec<String> = crate::demo::transcript::load(None, None)?
         .into_iter()
         .flat_map(|s| s.lines.into_iter().map(|l| l.text))
+        .filter(|t| !t.is_empty())
         .collect();
-
-    // Clients: sender i talks to recipient i.
-    let run_id = std::process::id();
-    let config = Config {
-        reconnect_base: Duration::from_millis(50),
-        reconnect_cap: Duration::from_millis(1000),
-        ..Config::default()
+    anyhow::ensure!(!bodies.is_empty(), "the corpus excerpt has no message");
+    let machine = stats::Machine::probe(tmp.path());
+    println!(
+        "chatsync bench on {} × {} ({:.0} GiB), disk {}, load average {} at start",
+        machine.nproc,
+        machine.cpu_model,
+        machine.memory_gib,
+        machine.disk,
+        machine.loadavg_at_start
+    );
+    let mut report = report::Report::new(machine);
+    let ctx = Ctx {
+        args: a.clone(),
+        tmp: tmp.path().to_path_buf(),
+        bodies,
+        progress: MultiProgress::new(),
     };
-    let recorder = Recorder::default();
-    let mut senders = Vec::new();
-    let mut keep = Vec::new();
-    for i in 0..a.senders {
-        let mut pair = Vec::new();
-        for role in ["s", "r"] {
-            let name = format!("bench{run_id}{role}{i}");
-            chatsync_client::register(&addr, &name, "bench-password")
-                .await
-                .with_context(|| format!("register {name}"))?;
-            let c = Client::login_with(
-                &tmp.path().join(&name),
-                &addr,
-                &name,
-                "bench-password",
-                "bench",
-                config.clone(),
-            )
-            .await?;
-            c.wait_connected(Duration::from_secs(10)).await?;
-            pair.push((name, c));
-        }
-        let (rname, recipient) = pair.pop().context("recipient")?;
-        let (_, sender) = pair.pop().context("sender")?;
-        let conv = sender
-            .create_conversation("bench", &[rname.as_str()])
-            .await?;
-        let mut timeline = sender.subscribe(conv.id, 0).await?;
-        let rec = recorder.clone();
-        tokio::spawn(async move {
-            while let Some(change) = timeline.changes.recv().await {
-                rec.own_change(&change);
-            }
-        });
-        senders.push((sender, conv.id));
-        keep.push(recipient);
-    }
 
-    // Open loop: message k is due at start + k / rate, whatever happened to
-    // the ones before it, so slow answers cannot hide latency.
-    let per_sender = a.messages.div_ceil(a.senders);
-    let interval = Duration::from_secs_f64(a.senders as f64 / a.rate);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for (i, (client, conv)) in senders.iter().cloned().enumerate() {
-        let rec = recorder.clone();
-        let bodies = bodies.clone();
-        let offset = interval.mul_f64(i as f64 / a.senders as f64);
-        let count = per_sender.min(a.messages.saturating_sub(i * per_sender));
-        tasks.push(tokio::spawn(async move {
-            for k in 0..count {
-                let due = start + offset + interval.mul_f64(k as f64);
-                tokio::time::sleep_until(due.into()).await;
-                let body = bodies[(i + k) % bodies.len()].clone();
-                let t0 = Instant::now();
-                let id = client.send(conv, body).await?;
-                let t1 = Instant::now();
-                rec.with(id, |t| {
-                    t.started = Some(t0);
-                    t.durable = Some(t1);
-                });
+    let mut failed = Vec::new();
+    macro_rules! suite {
+        ($s:expr, $name:literal, $call:expr) => {
+            if a.wants($s) {
+                if let Err(e) = $call.await {
+                    eprintln!("bench suite {}: error: {e:#}", $name);
+                    report.add($name, serde_json::json!({ "error": format!("{e:#}") }));
+                    failed.push($name);
+                }
             }
-            anyhow::Ok(())
-        }));
+        };
     }
-    let total = a.messages;
-    let mut last = Instant::now();
-    while tasks.iter().any(|t| !t.is_finished()) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if last.elapsed() >= Duration::from_secs(1) {
-            last = Instant::now();
-            let snap = recorder.snapshot();
-            let done = snap.values().filter(|t| t.success.is_some()).count();
-            eprint!(
-                "\r{:>6.1}s  sent {:>7}/{total}  success {:>7}",
-                start.elapsed().as_secs_f64(),
-                snap.len(),
-                done
-            );
-        }
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let send_secs = start.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let snap = recorder.snapshot();
-        let done = snap.values().filter(|t| t.success.is_some()).count();
-        if done >= total || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    eprintln!();
+    suite!(Suite::Floors, "floors", floors::run(&ctx, &mut report));
+    suite!(Suite::Syncer, "syncer", syncer::run(&ctx, &mut report));
+    suite!(
+        Suite::Throughput,
+        "throughput",
+        throughput::run(&ctx, &mut report)
+    );
+    suite!(Suite::Nats, "nats", peers::nats::run(&ctx, &mut report));
+    suite!(Suite::Redis, "redis", peers::redis::run(&ctx, &mut report));
+    suite!(
+        Suite::Synapse,
+        "synapse",
+        peers::synapse::run(&ctx, &mut report)
+    );
+    suite!(Suite::Fanout, "fanout", fanout::run(&ctx, &mut report));
+    suite!(Suite::Catchup, "catchup", catchup::run(&ctx, &mut report));
+    suite!(
+        Suite::Connections,
+        "connections",
+        connections::run(&ctx, &mut report)
+    );
 
-    let snap = recorder.snapshot();
-    let mut rows = Vec::new();
-    type Pick = fn(&crate::trace::Trace) -> Option<Instant>;
-    let metrics: [(&'static str, Pick); 4] = [
-        ("send (durable insert)", |t| t.durable),
-        ("visible as Sending", |t| t.visible),
-        ("send → In-Flight", |t| t.in_flight),
-        ("send → Success", |t| t.success),
-    ];
-    for (name, pick) in metrics {
-        let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-        for t in snap.values() {
-            if let (Some(s), Some(e)) = (t.started, pick(t)) {
-                h.saturating_record(e.saturating_duration_since(s).as_micros().max(1) as u64);
-            }
-        }
-        rows.push(Percentiles {
-            metric: name,
-            count: h.len(),
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        });
-    }
-    let figures = Figures {
-        messages: total,
-        rate_target: a.rate,
-        rate_achieved: total as f64 / send_secs,
-        senders: a.senders,
-        seconds: send_secs,
-        settled_success: snap.values().filter(|t| t.success.is_some()).count(),
-        latencies_us: rows,
-    };
-    print_table(&figures);
+    report.finish();
     if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("figures written to {}", path.display());
     }
-    drop(senders);
-    drop(keep);
-    if let Some(p) = spawned {
-        p.stop().await;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn print_table(f: &Figures) {
-    println!(
-        "{} messages from {} sender(s) at {:.0}/s target, {:.0}/s achieved, over {:.1}s; {} reached Success",
-        f.messages, f.senders, f.rate_target, f.rate_achieved, f.seconds, f.settled_success
-    );
-    println!(
-        "{:<24}{:>9}{:>10}{:>10}{:>10}{:>10}{:>10}",
-        "latency", "count", "p50", "p90", "p99", "p99.9", "max"
-    );
-    let ms = |us: u64| format!("{:.3}ms", us as f64 / 1000.0);
-    for r in &f.latencies_us {
-        println!(
-            "{:<24}{:>9}{:>10}{:>10}{:>10}{:>10}{:>10}",
-            r.metric,
-            r.count,
-            ms(r.p50),
-            ms(r.p90),
-            ms(r.p99),
-            ms(r.p999),
-            ms(r.max)
-        );
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("suites that failed: {}", failed.join(", "));
+        Ok(ExitCode::FAILURE)
     }
 }
