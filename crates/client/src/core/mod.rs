@@ -161,6 +161,9 @@ pub enum ActionError {
     /// The request needs a connection.
     #[error("not connected to the server")]
     Offline,
+    /// No message with this id is stored on this device.
+    #[error("no message {0} on this device (it may not have synced yet)")]
+    UnknownMessage(MessageId),
     /// Only the author of a message may edit or delete it.
     #[error("only the author of a message may edit or delete it")]
     NotAuthor,
@@ -835,7 +838,8 @@ impl Syncer {
             ServerFrame::Pong { .. }
             | ServerFrame::Welcome { .. }
             | ServerFrame::Registered { .. }
-            | ServerFrame::LoggedIn { .. } => {}
+            | ServerFrame::LoggedIn { .. }
+            | ServerFrame::LoggedOut { .. } => {}
         }
     }
 

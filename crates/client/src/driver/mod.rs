@@ -91,17 +91,6 @@ pub(crate) enum Command {
         conversation: ConversationId,
         reply: Reply<u64>,
     },
-    /// Raises this device's local "seen up to" mark of a conversation.
-    MarkSeen {
-        conversation: ConversationId,
-        seq: Seq,
-        reply: Reply<()>,
-    },
-    /// Reads that mark.
-    Seen {
-        conversation: ConversationId,
-        reply: Reply<Seq>,
-    },
     ReconnectNow,
     /// Drops the connection as if the network failed (tests, chaos).
     DropConnection,
@@ -303,19 +292,6 @@ impl<S: ClientStore> Driver<S> {
             Command::Sending { reply } => {
                 let _ = reply.send(Ok(self.core.sending()));
             }
-            Command::MarkSeen {
-                conversation,
-                seq,
-                reply,
-            } => {
-                let _ = reply.send(self.mark_seen(conversation, seq));
-            }
-            Command::Seen {
-                conversation,
-                reply,
-            } => {
-                let _ = reply.send(self.seen(conversation));
-            }
             Command::ReconnectNow => self.core.reconnect_now(now),
             Command::DropConnection => {
                 if let Some(mut ws) = self.ws.take() {
@@ -336,7 +312,7 @@ impl<S: ClientStore> Driver<S> {
         let item = self
             .store
             .item(target)?
-            .ok_or(crate::core::ActionError::NotFound(target))?;
+            .ok_or(crate::core::ActionError::UnknownMessage(target))?;
         let id = MessageId::new();
         let at = now_ms();
         Ok(match act {
@@ -500,24 +476,6 @@ impl<S: ClientStore> Driver<S> {
         Ok(frames)
     }
 
-    /// The local "seen up to" mark of a conversation (0 when never set).
-    fn seen(&self, conversation: ConversationId) -> Result<Seq, ClientError> {
-        let raw = self.store.meta(&seen_key(conversation))?;
-        Ok(Seq(raw.and_then(|v| v.parse().ok()).unwrap_or(0)))
-    }
-
-    /// Raises the mark; a lower `seq` than the stored one changes nothing.
-    fn mark_seen(&mut self, conversation: ConversationId, seq: Seq) -> Result<(), ClientError> {
-        if seq <= self.seen(conversation)? {
-            return Ok(());
-        }
-        self.store.apply(&[StoreOp::SetMeta {
-            key: seen_key(conversation),
-            value: seq.0.to_string(),
-        }])?;
-        Ok(())
-    }
-
     fn on_event(&mut self, e: &Event) {
         match e {
             Event::Connection(state) => {
@@ -587,11 +545,6 @@ impl<S: ClientStore> Driver<S> {
         }
         true
     }
-}
-
-/// Meta key of a conversation's local "seen up to" mark.
-fn seen_key(conversation: ConversationId) -> String {
-    format!("seen:{conversation}")
 }
 
 fn fail_answers(answers: &mut HashMap<u64, AnswerSlot>, refusal: &Refusal) {
