@@ -139,6 +139,8 @@ impl Appender for LiteAppender {
 struct Figures {
     max_rate: MaxRate,
     max_rate_server: Option<ProcFigures>,
+    /// CPU of this process (the load generator) during the max-rate run.
+    max_rate_load_generator: Option<ProcFigures>,
     open_loop: OpenLoop,
     open_loop_server: Option<ProcFigures>,
     note: &'static str,
@@ -174,6 +176,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     .await;
     let open_server = watch.finish();
     let watch = ProcWatch::start(server.pid);
+    let generator = ProcWatch::start(Some(std::process::id()));
     let max = load::max_rate(
         ctx,
         &system,
@@ -184,6 +187,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     )
     .await;
     let max_server = watch.finish();
+    let max_generator = generator.finish();
     drop(system);
     server.stop().await;
 
@@ -210,8 +214,10 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     );
     if let Some(s) = &max_server {
         println!(
-            "server during max rate: CPU {:.0}% of one core, RSS {:.1} MiB",
-            s.cpu_percent, s.rss_mib
+            "server during max rate: CPU {:.0}% of one core, RSS {:.1} MiB; load generator (this process) CPU {:.0}%",
+            s.cpu_percent,
+            s.rss_mib,
+            max_generator.map(|g| g.cpu_percent).unwrap_or(0.0)
         );
     }
     report.key.chatsync_max_per_s = Some(max.acked_per_s);
@@ -223,6 +229,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         Figures {
             max_rate: max,
             max_rate_server: max_server,
+            max_rate_load_generator: max_generator,
             open_loop: open,
             open_loop_server: open_server,
             note: "recipients offline: the durable accept path, as a publish-ack measures it",

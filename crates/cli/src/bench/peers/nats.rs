@@ -6,6 +6,7 @@
 use super::PeerFigures;
 use crate::bench::load::{self, Appender};
 use crate::bench::report::Report;
+use crate::bench::stats::{find_pid, ProcWatch};
 use crate::bench::Ctx;
 use async_nats::jetstream::{self, stream};
 use futures_util::future::BoxFuture;
@@ -82,6 +83,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         js: Arc::new(js),
         prefix,
     };
+    // The server's CPU, when it runs on this machine.
+    let host = url.rsplit("//").next().unwrap_or("").to_string();
+    let watch = ProcWatch::start(
+        find_pid(&["nats-server"])
+            .filter(|_| host.starts_with("127.") || host.starts_with("localhost")),
+    );
     let open = load::open_loop(
         ctx,
         &system,
@@ -100,6 +107,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         a.window,
     )
     .await;
+    let process = watch.finish();
     if let Err(e) = system.js[0].delete_stream(&name).await {
         eprintln!("note: could not delete the NATS stream {name}: {e}");
     }
@@ -109,7 +117,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         durability: "ack after the write to the stream's file (page cache); JetStream's file store fsyncs on its sync interval (2 min by default), not per ack: an ack survives a process crash, not necessarily a power loss",
         open_loop: open,
         max_rate: max,
-        process: None,
+        process,
     };
     figures.print("peer NATS JetStream publish-ack");
     report.key.nats_p50_us = Some(figures.open_loop.ack.p50_us);
