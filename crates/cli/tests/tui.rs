@@ -1,6 +1,7 @@
 //! End to end: the real `chatsync tui` binary in tmux against a real
 //! `chatsync server` process, with bob's device running `chatsync tail`.
-//! Types with `send-keys`, reads the screen with `capture-pane`.
+//! Types with `send-keys`, reads the screen with `capture-pane`; checks
+//! what reached bob with `chatsync history --json` on his device.
 //!
 //! Skips (saying so) when tmux is not installed.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -194,6 +195,60 @@ fn tui_sends_shows_status_live_and_waits_while_the_server_is_down() {
     });
     assert!(screen.contains("first line"), "{screen}");
 
+    // Edit the first message: Esc browses (the newest is selected), k
+    // selects the one before, e loads its text into the input box.
+    tmux.keys(&["Escape"]);
+    // (Waiting keeps Esc and k apart: together they would read as Alt-k.)
+    tmux.wait("browsing", WAIT, |s| s.contains("i or Enter to write"));
+    tmux.keys(&["k"]);
+    tmux.keys(&["e"]);
+    tmux.wait("the edit box", WAIT, |s| s.contains("editing your message"));
+    tmux.keys(&["C-u"]);
+    tmux.type_text("hello bob, edited in the tui");
+    tmux.keys(&["Enter"]);
+    let edited = "hello bob, edited in the tui";
+    let (screen, _) = tmux.wait("the edited text and marker", WAIT, |s| {
+        line_with(s, edited).is_some_and(|l| l.contains("(edited)"))
+            && line_with(s, "hello bob from the tui").is_none()
+    });
+    assert!(!screen.contains("edit failed"), "{screen}");
+
+    // React with the first quick pick (👍): the reaction shows under it.
+    tmux.keys(&["+"]);
+    tmux.wait("the reaction prompt", WAIT, |s| s.contains("react:"));
+    tmux.keys(&["1"]);
+    tmux.wait("the reaction", WAIT, |s| {
+        s.lines()
+            .skip_while(|l| !l.contains(edited))
+            .nth(1)
+            .is_some_and(|l| l.contains("👍 × 1"))
+    });
+
+    // Bob's device (its tail is running) has the new text and the reaction.
+    let alice = world.alice.clone();
+    wait_history(
+        &world.b,
+        &world.conv,
+        "the edit and the reaction",
+        |items| {
+            items.iter().any(|i| {
+                i["body"] == edited
+                    && i["edited"] == true
+                    && i["reactions"].as_array().is_some_and(|r| {
+                        r.iter().any(|r| {
+                            r["emoji"] == "👍"
+                                && r["users"]
+                                    .as_array()
+                                    .is_some_and(|u| u == &[alice.as_str()])
+                        })
+                    })
+            })
+        },
+    );
+    // Back to writing.
+    tmux.keys(&["i"]);
+    tmux.wait("the input box", WAIT, |s| s.contains("message (Enter send"));
+
     // The server goes down: the indicator says so; sending still works and
     // the message waits (◌), not Failed.
     world.server.proc.kill();
@@ -278,6 +333,32 @@ fn tui_sends_shows_status_live_and_waits_while_the_server_is_down() {
     // With the server down nothing can have confirmed it: it was drawn as
     // Sending (the others too, unless an ack beat the first frame).
     assert!(lines[2].contains("status=sending"), "{log}");
+}
+
+/// Reads a device's stored history (`chatsync history --json`) until
+/// `done` holds; panics with the last history after [`WAIT`].
+fn wait_history(
+    data: &std::path::Path,
+    conversation: &str,
+    what: &str,
+    done: impl Fn(&[Item]) -> bool,
+) -> Vec<Item> {
+    let start = Instant::now();
+    loop {
+        let items = history(data, conversation);
+        if done(&items) {
+            return items;
+        }
+        if start.elapsed() > WAIT {
+            let shown: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+            panic!(
+                "{} never had {what} after {WAIT:?}; its history:\n{}",
+                data.display(),
+                shown.join("\n")
+            );
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -365,31 +365,6 @@ impl Client {
         self.call(|reply| Command::Sending { reply }).await
     }
 
-    /// Records that the user has seen `conversation` up to `seq`: a mark
-    /// kept on this device only (meta key `seen:<conversation>`), for unread
-    /// counts. It never moves back: a lower `seq` changes nothing.
-    pub async fn mark_seen(
-        &self,
-        conversation: ConversationId,
-        seq: Seq,
-    ) -> Result<(), ClientError> {
-        self.call(|reply| Command::MarkSeen {
-            conversation,
-            seq,
-            reply,
-        })
-        .await
-    }
-
-    /// This device's "seen up to" mark of a conversation (0 when never set).
-    pub async fn seen(&self, conversation: ConversationId) -> Result<Seq, ClientError> {
-        self.call(|reply| Command::Seen {
-            conversation,
-            reply,
-        })
-        .await
-    }
-
     /// Events: connection changes, conversation updates.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()

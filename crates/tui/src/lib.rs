@@ -2,8 +2,9 @@
 //! client library.
 //!
 //! Everything it knows about messages comes from the library's public API
-//! (`subscribe`, `page`, `send`, `retry`, `discard`, the connection state),
-//! so it is also the proof that this API suffices for a real app.
+//! (`subscribe`, `page`, `send`, `edit`, `delete`, `react`, `retry`,
+//! `discard`, `mark_read`, `unread`, the connection state), so it is also
+//! the proof that this API suffices for a real app.
 //!
 //! * [`app`]: state and key handling, pure and unit-tested;
 //! * [`view`]: rendering with ratatui, tested on its `TestBackend`;

@@ -26,9 +26,6 @@ use tokio::sync::{broadcast, mpsc, watch};
 /// A terminal event and when it was read.
 pub type Input = (Instant, CtEvent);
 
-/// Most unread messages counted exactly per conversation.
-const UNREAD_CAP: u64 = 100;
-
 /// Reads terminal events on a thread of its own, stamped with the time
 /// they were read. Stops once the receiver is dropped.
 pub fn spawn_input() -> mpsc::UnboundedReceiver<Input> {
@@ -84,7 +81,7 @@ impl<B: Backend> Session<B> {
     /// Binds the app to `client`, drawing on `terminal`.
     pub async fn new(client: Client, terminal: Terminal<B>) -> anyhow::Result<Self> {
         let now = Instant::now();
-        let mut app = App::new(client.username(), now);
+        let mut app = App::new(client.user(), client.username(), now);
         let conn = client.connection();
         app.set_connection(*conn.borrow(), now);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -215,14 +212,19 @@ impl<B: Backend> Session<B> {
         Ok(())
     }
 
-    /// Applies every change, state and event already reported.
-    fn drain(&mut self) {
+    /// Applies every timeline change already reported.
+    fn drain_changes(&mut self) {
         for (conv, rx) in &mut self.subs {
             while let Ok(change) = rx.try_recv() {
                 self.dirty.insert(*conv);
                 self.app.apply(*conv, change);
             }
         }
+    }
+
+    /// Applies every change, state and event already reported.
+    fn drain(&mut self) {
+        self.drain_changes();
         if self.conn.has_changed().unwrap_or(false) {
             let state = *self.conn.borrow_and_update();
             self.app.set_connection(state, Instant::now());
@@ -283,6 +285,10 @@ impl<B: Backend> Session<B> {
                     }
                     Err(e) => self.app.notify(e.to_string(), Instant::now()),
                 }
+                // The client published what the action changed before it
+                // answered: apply it now, so that the next key (a second
+                // toggle of a reaction in the same burst) sees it.
+                self.drain_changes();
             }
         }
     }
@@ -307,6 +313,19 @@ impl<B: Backend> Session<B> {
             }
             Action::Retry(id) => client.retry(id).await?,
             Action::Discard(id) => client.discard(id).await?,
+            Action::Edit { message, body } => match client.edit(message, body.clone()).await {
+                Ok(_) => {}
+                Err(ClientError::Closed) => return Err(ClientError::Closed),
+                Err(e) => self
+                    .app
+                    .edit_refused(message, body, &e.to_string(), Instant::now()),
+            },
+            Action::Delete(message) => {
+                client.delete(message).await?;
+            }
+            Action::React { message, emoji, on } => {
+                client.react(message, &emoji, on).await?;
+            }
             Action::LoadOlder {
                 conversation,
                 before,
@@ -329,8 +348,8 @@ impl<B: Backend> Session<B> {
                 }
                 self.app.newer_loaded(conversation, page, reached_end);
             }
-            Action::MarkSeen { conversation, seq } => {
-                client.mark_seen(conversation, seq).await?;
+            Action::MarkRead { conversation, seq } => {
+                client.mark_read(conversation, seq).await?;
                 self.dirty.insert(conversation);
             }
             Action::Create { title, members } => {
@@ -370,10 +389,10 @@ impl<B: Backend> Session<B> {
                 let timeline = self.client.subscribe(c.id, 0).await?;
                 self.subs.push((c.id, timeline.changes));
             }
-            if !self.app.seen.contains_key(&c.id) {
-                let seen = self.client.seen(c.id).await?;
-                self.app.seen.insert(c.id, seen);
-            }
+            let me = self.client.user();
+            let mark = c.members.iter().find(|m| m.user == me);
+            let mark = mark.map_or(Seq::ZERO, |m| m.read);
+            self.app.read_stored(c.id, mark, c.cursor);
             if reload {
                 all.push(self.summary(c).await?);
             } else if dirty.contains(&c.id) {
@@ -389,32 +408,14 @@ impl<B: Backend> Session<B> {
     }
 
     async fn summary(&self, c: &Conversation) -> Result<Summary, ClientError> {
-        let seen = self.app.seen.get(&c.id).copied().unwrap_or_default();
         let last = self.client.page(c.id, None, 1).await?.pop();
-        let unread = if c.cursor > seen {
-            let span = c.cursor.0 - seen.0;
-            let n = usize::try_from(span.min(UNREAD_CAP)).unwrap_or(PAGE);
-            let page = self.client.page(c.id, Some(Seq(c.cursor.0 + 1)), n).await?;
-            let count = page
-                .iter()
-                .filter(|i| !i.own && i.seq.is_some_and(|s| s > seen))
-                .count();
-            if span > UNREAD_CAP && count > 0 {
-                count.max(UNREAD_CAP as usize)
-            } else {
-                count
-            }
-        } else {
-            0
-        };
-        let open_and_seen = self.app.open.as_ref().is_some_and(|o| o.id == c.id)
-            && self.app.seen.get(&c.id).is_some_and(|s| *s >= c.cursor);
+        let unread = self.client.unread(c.id).await?;
         Ok(Summary {
             id: c.id,
             title: c.title.clone(),
             members: c.members.iter().map(|m| m.username.clone()).collect(),
             last,
-            unread: if open_and_seen { 0 } else { unread },
+            unread: usize::try_from(unread).unwrap_or(usize::MAX),
         })
     }
 }

@@ -1,11 +1,13 @@
 //! Rendering tests on ratatui's `TestBackend`: what a person would see for
 //! each status, a failure reason, the connection indicator in each state,
-//! and wide or right-to-left text that must not break the layout.
+//! wide or right-to-left text that must not break the layout, and the
+//! results of actions (edited, deleted, reactions, a refused action).
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use chatsync_client::model::{PendingAction, Reaction};
 use chatsync_client::{ConnectionState, Failure, Item, Status, TimelineChange};
-use chatsync_protocol::{ConversationId, ErrorCode, MessageId, Seq, UserId};
-use chatsync_tui::app::{App, Summary};
+use chatsync_protocol::{ActionKind, ConversationId, ErrorCode, MessageId, Seq, UserId};
+use chatsync_tui::app::{App, Focus, Summary};
 use chatsync_tui::text::grapheme_width;
 use chatsync_tui::view;
 use ratatui::backend::TestBackend;
@@ -17,11 +19,16 @@ use std::time::{Duration, Instant};
 
 const ME: &str = "alice";
 
+/// alice's account id.
+fn me() -> UserId {
+    UserId(uuid::Uuid::from_u128(1))
+}
+
 fn msg(conv: ConversationId, seq: u64, own: bool, status: Status, body: &str) -> Item {
     let mut item = Item::message(
         MessageId::new(),
         conv,
-        UserId::new(),
+        if own { me() } else { UserId::new() },
         if own { ME } else { "bob" }.into(),
         body.into(),
         own,
@@ -45,7 +52,7 @@ fn msg(conv: ConversationId, seq: u64, own: bool, status: Status, body: &str) ->
 fn app_with(items: Vec<Item>, state: ConnectionState) -> App {
     let now = Instant::now();
     let conv = items[0].conversation;
-    let mut app = App::new(ME, now);
+    let mut app = App::new(me(), ME, now);
     app.set_connection(state, now);
     app.set_conversations(vec![Summary {
         id: conv,
@@ -406,7 +413,15 @@ fn help_lists_every_key_and_the_legend() {
     assert!(app.help);
     let buf = render(&mut app, 120, 60);
     let screen = rows(&buf).join("\n");
-    for needle in ["◌  sending", "✓  in-flight", "✓✓ delivered", "!  failed"] {
+    for needle in [
+        "◌  sending",
+        "✓  in-flight",
+        "✓✓ delivered",
+        "✓✓ read",
+        "!  failed",
+        "(edited)",
+        "message deleted",
+    ] {
         assert!(screen.contains(needle), "legend lacks {needle}:\n{screen}");
     }
     for (_, keys) in view::help::KEYS {
@@ -445,4 +460,204 @@ fn status_changes_redraw_the_glyph() {
         },
     );
     assert!(glyph_before(&render(&mut app, 100, 10)).ends_with("✓✓"));
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+#[test]
+fn an_edited_message_shows_its_new_text_and_the_marker() {
+    let conv = ConversationId::new();
+    let mut m = msg(conv, 1, true, Status::Success, "the new text");
+    m.edited = true;
+    let mut app = app_with(vec![m.clone()], ConnectionState::Connected);
+    let buf = render(&mut app, 120, 20);
+    let (_, line) = find_row(&buf, "the new text");
+    assert!(line.contains("the new text (edited)"), "{line}");
+    assert!(!line.contains('◌'), "{line}");
+    // While an edit is being sent, ◌ stands next to the marker.
+    m.pending = vec![PendingAction {
+        id: MessageId::new(),
+        kind: ActionKind::Edit,
+        body: "the new text".into(),
+        status: Status::Sending,
+        failure: None,
+    }];
+    app.apply(conv, TimelineChange::Upserted(m));
+    let buf = render(&mut app, 120, 20);
+    let (y, line) = find_row(&buf, "the new text");
+    assert!(line.contains("(edited) ◌"), "{line}");
+    assert_eq!(colour_of(&buf, y, "◌"), Color::Yellow);
+}
+
+#[test]
+fn the_edited_marker_wraps_with_the_text() {
+    let conv = ConversationId::new();
+    // At 50 columns the text column is 30 cells: fill it exactly.
+    let mut m = msg(conv, 1, false, Status::Success, &"x".repeat(30));
+    m.edited = true;
+    let mut app = app_with(vec![m], ConnectionState::Connected);
+    let buf = render(&mut app, 50, 12);
+    let (y, line) = find_row(&buf, &"x".repeat(30));
+    assert!(!line.contains("(edited)"), "{line}");
+    let (next, width) = row(&buf, y + 1);
+    assert!(next.trim_start().starts_with("(edited)"), "{next}");
+    assert_eq!(width, 50);
+}
+
+#[test]
+fn a_deleted_message_leaves_a_placeholder() {
+    let conv = ConversationId::new();
+    let mut gone = msg(conv, 1, false, Status::Success, "");
+    gone.deleted = true;
+    let mut mine = msg(conv, 2, true, Status::Success, "");
+    mine.deleted = true;
+    mine.edited = true;
+    let mut app = app_with(vec![gone, mine], ConnectionState::Connected);
+    let buf = render(&mut app, 120, 20);
+    let screen = rows(&buf).join("\n");
+    assert_eq!(screen.matches("message deleted").count(), 2 + 1, "{screen}");
+    assert!(!screen.contains("(edited)"), "{screen}");
+    let (y, line) = find_row(&buf, "✓✓ message deleted");
+    assert!(line.contains("alice"), "{line}");
+    let x = (0..buf.area.width)
+        .rev()
+        .find(|x| buf[(*x, y)].symbol() == "m")
+        .unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::DarkGray, "the placeholder is dim");
+    // The list's preview says so too (the third occurrence above).
+    let (list, _) = row(&buf, 2);
+    assert!(list.contains("you: message deleted"), "{list}");
+}
+
+#[test]
+fn reactions_show_under_the_message_with_own_highlighted() {
+    let conv = ConversationId::new();
+    let mut m = msg(conv, 1, false, Status::Success, "lunch at noon?");
+    m.reactions = vec![
+        Reaction {
+            emoji: "👍".into(),
+            users: vec![me(), UserId::new()],
+        },
+        Reaction {
+            emoji: "😂".into(),
+            users: vec![UserId::new()],
+        },
+    ];
+    let mut app = app_with(vec![m], ConnectionState::Connected);
+    let buf = render(&mut app, 120, 20);
+    let (y, _) = find_row(&buf, "lunch at noon?");
+    let (y2, line) = find_row(&buf, "👍 × 2");
+    assert_eq!(y2, y + 1, "the reactions are right under the message");
+    assert!(line.contains("👍 × 2  😂 × 1"), "{line}");
+    let cell = |glyph: &str| {
+        let x = (0..buf.area.width)
+            .find(|x| buf[(*x, y2)].symbol() == glyph)
+            .unwrap();
+        buf[(x, y2)].bg
+    };
+    assert_eq!(cell("👍"), Color::LightBlue, "own reaction highlighted");
+    assert_ne!(cell("😂"), Color::LightBlue);
+}
+
+#[test]
+fn many_reactions_wrap_in_the_text_column() {
+    let conv = ConversationId::new();
+    let mut m = msg(conv, 1, false, Status::Success, "party");
+    m.reactions = ["🎉", "👍", "❤️", "😂", "😮", "🙏", "🔥", "👀"]
+        .iter()
+        .map(|e| Reaction {
+            emoji: (*e).into(),
+            users: vec![UserId::new()],
+        })
+        .collect();
+    let mut app = app_with(vec![m], ConnectionState::Connected);
+    let buf = render(&mut app, 50, 15);
+    let shown: usize = (0..15)
+        .map(|y| row(&buf, y))
+        .inspect(|(text, w)| assert_eq!(*w, 50, "{text}"))
+        .map(|(text, _)| text.matches("× 1").count())
+        .sum();
+    assert_eq!(shown, 8, "{}", rows(&buf).join("\n"));
+}
+
+#[test]
+fn a_failed_action_shows_its_reason_and_the_keys() {
+    let conv = ConversationId::new();
+    let mut m = msg(conv, 1, true, Status::Read, "original text");
+    m.pending = vec![PendingAction {
+        id: MessageId::new(),
+        kind: ActionKind::Edit,
+        body: "refused text".into(),
+        status: Status::Failed,
+        failure: Some(Failure {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            retryable: true,
+        }),
+    }];
+    let mut app = app_with(vec![m], ConnectionState::Connected);
+    let buf = render(&mut app, 120, 20);
+    let (y, line) = find_row(&buf, "original text");
+    assert!(line.contains("✓✓ original text"), "{line}");
+    assert_eq!(colour_of(&buf, y, "✓"), Color::LightBlue, "Read");
+    let (y2, note) = find_row(&buf, "edit failed");
+    assert_eq!(y2, y + 1);
+    assert!(
+        note.contains("! edit failed: slow down — r retry · d discard"),
+        "{note}"
+    );
+    assert_eq!(colour_of(&buf, y2, "!"), Color::Red);
+}
+
+#[test]
+fn the_input_box_says_when_it_edits_a_message() {
+    let conv = ConversationId::new();
+    let mut app = app_with(
+        vec![msg(conv, 1, true, Status::Success, "typo heer")],
+        ConnectionState::Connected,
+    );
+    let now = Instant::now();
+    app.key(key(KeyCode::Esc), now);
+    app.key(key(KeyCode::Char('e')), now);
+    assert_eq!(app.focus, Focus::Compose);
+    let buf = render(&mut app, 120, 20);
+    let (y, title) = find_row(&buf, "editing your message");
+    assert!(title.contains("Enter save") && title.contains("Esc cancel"));
+    let (inside, _) = row(&buf, y + 1);
+    assert!(inside.contains("typo heer"), "{inside}");
+}
+
+#[test]
+fn prompts_replace_the_input_box() {
+    let conv = ConversationId::new();
+    let mut m = msg(conv, 1, true, Status::Success, "to be removed");
+    m.reactions = vec![Reaction {
+        emoji: "😂".into(),
+        users: vec![me()],
+    }];
+    let mut app = app_with(vec![m], ConnectionState::Connected);
+    let now = Instant::now();
+    app.key(key(KeyCode::Esc), now);
+    app.key(key(KeyCode::Char('x')), now);
+    let buf = render(&mut app, 120, 20);
+    let (_, line) = find_row(&buf, "for everyone?");
+    assert!(
+        line.contains("Delete “to be removed” for everyone? y delete · n keep"),
+        "{line}"
+    );
+    app.key(key(KeyCode::Char('n')), now);
+    app.key(key(KeyCode::Char('+')), now);
+    let buf = render(&mut app, 120, 20);
+    let (y, line) = find_row(&buf, "1 👍");
+    assert!(line.contains("1 👍  2 ❤️  3 😂  4 😮  5 🙏"), "{line}");
+    let x = (0..buf.area.width)
+        .find(|x| buf[(*x, y)].symbol() == "😂")
+        .unwrap();
+    assert_eq!(
+        buf[(x, y)].bg,
+        Color::LightBlue,
+        "set by alice: highlighted"
+    );
 }

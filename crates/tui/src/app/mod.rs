@@ -3,10 +3,13 @@
 //! carry out come out (see `session.rs`), so all of it is unit-testable.
 
 pub mod input;
+mod message;
 pub mod window;
 
-use chatsync_client::{ConnectionState, Item, Status, TimelineChange};
-use chatsync_protocol::{ConversationId, MessageId, Seq};
+pub use message::QUICK_REACTIONS;
+
+use chatsync_client::{ConnectionState, Item, TimelineChange};
+use chatsync_protocol::{ConversationId, MessageId, Seq, UserId};
 use input::Editor;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::collections::HashMap;
@@ -38,10 +41,28 @@ pub enum Action {
         /// Text.
         body: String,
     },
-    /// Retry a Failed message.
+    /// Retry a Failed message or action (by its id).
     Retry(MessageId),
-    /// Discard a Failed (or never transmitted) message.
+    /// Discard a Failed (or never transmitted) message or action.
     Discard(MessageId),
+    /// Replace the text of an own message.
+    Edit {
+        /// The message.
+        message: MessageId,
+        /// New text.
+        body: String,
+    },
+    /// Delete an own message for everyone.
+    Delete(MessageId),
+    /// Set (`on`) or remove this account's reaction on a message.
+    React {
+        /// The message.
+        message: MessageId,
+        /// The emoji.
+        emoji: String,
+        /// Set or remove.
+        on: bool,
+    },
     /// Load the page before `before`.
     LoadOlder {
         /// Conversation.
@@ -58,11 +79,11 @@ pub enum Action {
     },
     /// Reload the newest page and follow new messages again.
     Reload(ConversationId),
-    /// Record that the person saw the conversation up to `seq`.
-    MarkSeen {
+    /// Mark the conversation read up to `seq` (server-synced read mark).
+    MarkRead {
         /// Conversation.
         conversation: ConversationId,
-        /// Newest sequence number seen.
+        /// Newest sequence number on screen.
         seq: Seq,
     },
     /// Create a conversation.
@@ -87,7 +108,8 @@ pub struct Summary {
     pub members: Vec<String>,
     /// Newest message.
     pub last: Option<Item>,
-    /// Messages from others after the local "seen" mark.
+    /// Messages from others above this account's read mark
+    /// ([`chatsync_client::Client::unread`]).
     pub unread: usize,
 }
 
@@ -107,6 +129,32 @@ pub struct Visible {
     pub top: usize,
     /// Index of the bottom item on screen.
     pub bottom: usize,
+    /// The messages were on screen in the last frame (not hidden behind
+    /// the list on a narrow terminal, nor behind the help).
+    pub shown: bool,
+}
+
+/// A question asked in the input box's place while browsing messages.
+#[derive(Clone, Debug)]
+pub enum Prompt {
+    /// Delete this own message for everyone? (y/n)
+    Delete(MessageId),
+    /// Which reaction to toggle on this message.
+    React {
+        /// The message.
+        message: MessageId,
+        /// An emoji typed so far (empty: the quick picks 1–5 apply).
+        emoji: Editor,
+    },
+}
+
+/// An own message whose text is being edited in the input box.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Editing {
+    /// The message.
+    pub message: MessageId,
+    /// What the input box held before, given back when the edit ends.
+    pub draft: String,
 }
 
 /// The open conversation.
@@ -158,6 +206,8 @@ impl Connection {
 
 /// The whole state of the terminal client.
 pub struct App {
+    /// Account of this client (to tell its own reactions).
+    pub user: UserId,
     /// Account name of this client.
     pub me: String,
     /// Which pane takes the keys.
@@ -180,10 +230,15 @@ pub struct App {
     pub help_scroll: u16,
     /// A short message for the status bar, and until when to show it.
     pub notice: Option<(String, Instant)>,
-    /// Local "seen up to" marks, per conversation.
-    pub seen: HashMap<ConversationId, Seq>,
+    /// A question shown in the input box's place (delete? which reaction?).
+    pub prompt: Option<Prompt>,
+    /// The input box edits an own message instead of composing a new one.
+    pub editing: Option<Editing>,
     /// The person asked to leave.
     pub quit: bool,
+    /// Highest read mark asked for, per conversation (so each mark is
+    /// asked once).
+    read_asked: HashMap<ConversationId, Seq>,
     actions: Vec<Action>,
 }
 
@@ -193,9 +248,10 @@ const NOTICE_FOR: Duration = Duration::from_secs(6);
 const PREFETCH: usize = 10;
 
 impl App {
-    /// A fresh state for account `me`.
-    pub fn new(me: impl Into<String>, now: Instant) -> App {
+    /// A fresh state for account `user`, named `me`.
+    pub fn new(user: UserId, me: impl Into<String>, now: Instant) -> App {
         App {
+            user,
             me: me.into(),
             focus: Focus::List,
             conversations: Vec::new(),
@@ -210,8 +266,10 @@ impl App {
             help: false,
             help_scroll: 0,
             notice: None,
-            seen: HashMap::new(),
+            prompt: None,
+            editing: None,
             quit: false,
+            read_asked: HashMap::new(),
             actions: Vec::new(),
         }
     }
@@ -299,7 +357,6 @@ impl App {
             loading_older: false,
             loading_newer: false,
         });
-        self.mark_seen();
     }
 
     /// A change from a conversation's subscription.
@@ -337,7 +394,6 @@ impl App {
             if open.anchor.is_none() {
                 open.window.trim_front(keep);
             }
-            self.mark_seen();
         }
     }
 
@@ -373,13 +429,12 @@ impl App {
             );
             open.window.add_newer(page, reached_end, keep);
         }
-        self.mark_seen();
     }
 
-    /// Call after drawing: records what is now seen and asks for pages the
-    /// view is about to need.
+    /// Call after drawing: marks what is now on screen read and asks for
+    /// pages the view is about to need.
     pub fn after_draw(&mut self) {
-        self.mark_seen();
+        self.mark_read();
         let Some(open) = self.open.as_mut() else {
             return;
         };
@@ -400,33 +455,47 @@ impl App {
         }
     }
 
-    /// Raises the "seen" mark when the newest messages are on screen.
-    fn mark_seen(&mut self) {
-        let Some(open) = self.open.as_ref() else {
+    /// Marks the open conversation read up to the newest message the last
+    /// frame showed (asking the client once per new mark).
+    fn mark_read(&mut self) {
+        let Some(open) = self.open.as_ref().filter(|o| o.visible.shown) else {
             return;
         };
-        if open.anchor.is_some() || !open.window.attached() {
-            return;
-        }
-        let Some(max) = open.window.max_seq() else {
+        let Visible { top, bottom, .. } = open.visible;
+        let Some(newest) = open
+            .window
+            .items()
+            .get(top..=bottom)
+            .and_then(|on_screen| on_screen.iter().filter_map(|i| i.seq).max())
+        else {
             return;
         };
-        let seen = self.seen.entry(open.id).or_default();
-        if max > *seen {
-            *seen = max;
-            self.actions.push(Action::MarkSeen {
+        let asked = self.read_asked.entry(open.id).or_default();
+        if newest > *asked {
+            *asked = newest;
+            self.actions.push(Action::MarkRead {
                 conversation: open.id,
-                seq: max,
+                seq: newest,
             });
         }
-        if let Some(s) = self.conversations.iter_mut().find(|s| s.id == open.id) {
-            s.unread = 0;
+    }
+
+    /// What client storage holds for this account's read mark of a
+    /// conversation, and its gap-free cursor. The client clamps a mark to
+    /// the cursor; when it did, the mark is asked again once more is stored.
+    pub fn read_stored(&mut self, conversation: ConversationId, mark: Seq, cursor: Seq) {
+        if let Some(asked) = self.read_asked.get_mut(&conversation) {
+            if *asked > mark && mark < cursor {
+                *asked = mark;
+            }
         }
     }
 
     /// Text pasted into the terminal (bracketed paste).
     pub fn paste(&mut self, text: &str) {
-        if matches!(self.focus, Focus::Compose | Focus::NewConversation) {
+        if let Some(Prompt::React { emoji, .. }) = self.prompt.as_mut() {
+            emoji.insert_str(text);
+        } else if matches!(self.focus, Focus::Compose | Focus::NewConversation) {
             self.input.insert_str(text);
         }
     }
@@ -455,6 +524,10 @@ impl App {
         }
         if key.code == KeyCode::F(1) {
             self.show_help();
+            return;
+        }
+        if self.prompt.is_some() {
+            self.prompt_key(key, now);
             return;
         }
         match self.focus {
@@ -520,6 +593,9 @@ impl App {
             KeyCode::End | KeyCode::Char('G') => self.follow(),
             KeyCode::Char('r') => self.retry_selected(now),
             KeyCode::Char('d') => self.discard_selected(now),
+            KeyCode::Char('e') => self.start_edit(now),
+            KeyCode::Char('x') | KeyCode::Delete => self.ask_delete(now),
+            KeyCode::Char('+') => self.ask_react(now),
             KeyCode::Char('i') | KeyCode::Enter | KeyCode::Tab => {
                 self.focus = Focus::Compose;
                 if let Some(o) = self.open.as_mut() {
@@ -547,6 +623,9 @@ impl App {
         }
         match key.code {
             KeyCode::Enter => self.submit(now),
+            KeyCode::Esc if self.editing.is_some() => self.cancel_edit(),
+            // While editing, the input box keeps the focus until Enter or Esc.
+            KeyCode::Tab if self.editing.is_some() => {}
             KeyCode::Esc => {
                 if self.focus == Focus::NewConversation || self.open.is_none() {
                     self.input.take();
@@ -574,6 +653,7 @@ impl App {
             KeyCode::Up
                 if self.input.on_first_line()
                     && self.focus == Focus::Compose
+                    && self.editing.is_none()
                     && self.open.is_some() =>
             {
                 self.focus = Focus::Timeline;
@@ -588,6 +668,10 @@ impl App {
     }
 
     fn submit(&mut self, now: Instant) {
+        if self.editing.is_some() {
+            self.submit_edit(now);
+            return;
+        }
         if self.input.text().trim().is_empty() {
             return;
         }
@@ -630,35 +714,6 @@ impl App {
         self.notify(format!("not sent: {why}"), now);
     }
 
-    /// The selected message, if any.
-    pub fn selected_item(&self) -> Option<&Item> {
-        let open = self.open.as_ref()?;
-        let id = open.selected?;
-        open.window.index_of(id).map(|i| &open.window.items()[i])
-    }
-
-    fn retry_selected(&mut self, now: Instant) {
-        match self.selected_item() {
-            Some(i) if i.status == Status::Failed => {
-                let id = i.id;
-                self.actions.push(Action::Retry(id));
-            }
-            Some(_) => self.notify("only a failed message (!) can be retried", now),
-            None => {}
-        }
-    }
-
-    fn discard_selected(&mut self, now: Instant) {
-        match self.selected_item() {
-            Some(i) if i.own && matches!(i.status, Status::Failed | Status::Sending) => {
-                let id = i.id;
-                self.actions.push(Action::Discard(id));
-            }
-            Some(_) => self.notify("only your failed or unsent messages can be discarded", now),
-            None => {}
-        }
-    }
-
     fn select_at(&mut self, index: Option<usize>) {
         let Some(open) = self.open.as_mut() else {
             return;
@@ -694,7 +749,7 @@ impl App {
             return;
         }
         let last = items.len() - 1;
-        let Visible { top, bottom } = open.visible;
+        let Visible { top, bottom, .. } = open.visible;
         let target = if up {
             top.min(bottom.saturating_sub(1))
         } else {
@@ -708,7 +763,6 @@ impl App {
         if focus == Focus::Timeline {
             open.selected = Some(items[target].id);
         }
-        self.mark_seen();
     }
 
     /// Back to the newest messages, following new ones.
@@ -721,7 +775,6 @@ impl App {
             self.actions.push(Action::Reload(open.id));
         }
         self.select_at(None);
-        self.mark_seen();
     }
 }
 

@@ -84,7 +84,12 @@ pub fn render(buf: &mut Buffer, area: Rect, app: &App) {
             } else {
                 sanitize(&last.sender_name)
             };
-            let text = format!("{who}: {}", one_line(&sanitize(&last.body)));
+            let body = if last.deleted {
+                crate::view::timeline::DELETED.to_string()
+            } else {
+                one_line(&sanitize(&last.body))
+            };
+            let text = format!("{who}: {body}");
             let used: usize = preview.iter().map(|s| width(&s.content)).sum();
             preview.push(Span::styled(
                 truncate(&text, w.saturating_sub(used)),

@@ -1,5 +1,6 @@
 //! The help overlay (`?` or F1): every key, and the status legend.
 
+use crate::text::{fit, width};
 use crate::view::style::{glyph, name, status_style};
 use chatsync_client::Status;
 use ratatui::layout::Rect;
@@ -60,11 +61,20 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("PgUp PgDn", "scroll a screen"),
             ("Home / g", "oldest loaded message"),
             ("End / G", "newest message, follow new ones"),
+            ("e", "edit your selected message (Enter saves, Esc cancels)"),
+            ("x / Delete", "delete your selected message (y confirms)"),
+            (
+                "+",
+                "react: 1–5 toggle 👍 ❤️ 😂 😮 🙏, or type an emoji and Enter",
+            ),
             (
                 "r",
-                "retry the selected failed message (same id, no duplicate)",
+                "retry the selected failed message, or its failed action",
             ),
-            ("d", "discard the selected failed or unsent message"),
+            (
+                "d",
+                "discard the selected failed or unsent message, or its failed action",
+            ),
             ("i Enter Tab", "write"),
             ("Esc ←", "back to the list"),
             ("c ? q", "connect now / help / quit"),
@@ -83,6 +93,7 @@ pub fn lines() -> Vec<Line<'static>> {
         ),
         (Status::InFlight, "the server stored it"),
         (Status::Success, "every other member's device has it"),
+        (Status::Read, "every other member has read it"),
         (
             Status::Failed,
             "refused: the reason is shown; r retries, d discards",
@@ -90,8 +101,25 @@ pub fn lines() -> Vec<Line<'static>> {
     ];
     for (status, meaning) in legend {
         out.push(Line::from(vec![
-            Span::styled(format!("  {:<3}", glyph(status)), status_style(status)),
+            Span::raw("  "),
+            Span::styled(glyph(status), status_style(status)),
+            Span::raw(" ".repeat(3 - width(glyph(status)))),
             Span::styled(format!("{:<10}", name(status)), bold),
+            Span::raw(meaning),
+        ]));
+    }
+    let marks = [
+        (
+            "(edited)",
+            "the text was changed; ◌ next to it while the edit is sent",
+        ),
+        ("message deleted", "the text is erased for everyone"),
+        ("👍 × 2", "reactions, with yours highlighted"),
+    ];
+    for (mark, meaning) in marks {
+        out.push(Line::from(vec![
+            Span::raw("  "),
+            Span::styled(fit(mark, 16), bold),
             Span::raw(meaning),
         ]));
     }

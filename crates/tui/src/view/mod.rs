@@ -23,6 +23,10 @@ const TWO_PANES: u16 = 70;
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &mut App, now: Instant) {
     let area = frame.area();
+    // The timeline says whether it was drawn (see [`crate::app::Visible`]).
+    if let Some(open) = app.open.as_mut() {
+        open.visible.shown = false;
+    }
     let [main, bar] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
     status_bar::render(frame.buffer_mut(), bar, app, now);
     if main.width >= TWO_PANES {
@@ -42,6 +46,10 @@ pub fn draw(frame: &mut Frame, app: &mut App, now: Instant) {
     }
     if app.help {
         help::render(frame, area, &mut app.help_scroll);
+        // The help covers the messages: none of them counts as seen.
+        if let Some(open) = app.open.as_mut() {
+            open.visible.shown = false;
+        }
     }
 }
 

@@ -68,3 +68,11 @@ pub fn name_style(name: &str, own: bool) -> Style {
 pub fn selected() -> Style {
     Style::new().bg(Color::Indexed(237))
 }
+
+/// A reaction this account set.
+pub fn own_reaction() -> Style {
+    Style::new()
+        .fg(Color::Black)
+        .bg(Color::LightBlue)
+        .add_modifier(Modifier::BOLD)
+}

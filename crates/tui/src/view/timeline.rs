@@ -3,8 +3,10 @@
 
 use crate::app::{App, Focus, Open, Visible};
 use crate::text::{fit, sanitize, width, wrap};
-use crate::view::style::{dim, glyph, name_style, selected, status_style};
-use chatsync_client::{Item, Status};
+use crate::view::style::{dim, glyph, name_style, own_reaction, selected, status_style};
+use chatsync_client::model::PendingAction;
+use chatsync_client::{Failure, Item, Status};
+use chatsync_protocol::{ActionKind, UserId};
 use chrono::{DateTime, Local, TimeZone};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -50,7 +52,14 @@ pub struct Context {
     pub cols: Columns,
     /// Messages can go out now (else Sending ones are shown as waiting).
     pub online: bool,
+    /// This account (its own reactions are highlighted).
+    pub me: UserId,
 }
+
+/// Text of a deleted message's placeholder.
+pub const DELETED: &str = "message deleted";
+/// Marker after the text of an edited message.
+pub const EDITED: &str = "(edited)";
 
 /// Local time of an item: the server's time when known, else the device's.
 pub fn local_time(item: &Item) -> Option<DateTime<Local>> {
@@ -81,22 +90,39 @@ pub fn item_lines(
         ));
     }
     let time = when.map_or_else(|| "--:--".into(), |t| t.format("%H:%M").to_string());
-    let text = if item.deleted {
-        "(message deleted)".to_string()
-    } else if item.edited {
-        format!("{} (edited)", sanitize(&item.body))
+    let (text, text_style) = if item.deleted {
+        (DELETED.to_string(), dim().add_modifier(Modifier::ITALIC))
     } else {
-        sanitize(&item.body)
+        (sanitize(&item.body), Style::new())
     };
-    let body = wrap(&text, ctx.cols.body);
+    let mut body = wrap(&text, ctx.cols.body);
     let indent = " ".repeat(ctx.cols.prefix());
     let (mark, mark_style) = if item.own {
         (glyph(item.status), status_style(item.status))
     } else {
         ("", Style::new())
     };
+    // "(edited)", and ◌ while an edit or the delete is being sent: after
+    // the text when they fit on its last line, else on a line of their own.
+    let mut marks: Vec<Span<'static>> = Vec::new();
+    if item.edited && !item.deleted {
+        marks.push(Span::styled(EDITED, dim()));
+    }
+    let changing = item.pending.iter().any(|p| {
+        p.status == Status::Sending && matches!(p.kind, ActionKind::Edit | ActionKind::Delete)
+    });
+    if changing {
+        marks.push(Span::styled("◌", status_style(Status::Sending)));
+    }
+    let marks_w: usize = marks.iter().map(|s| width(&s.content) + 1).sum();
+    let last_w = body.last().map_or(0, |l| width(l));
+    let marks_own_line = !marks.is_empty() && last_w + marks_w > ctx.cols.body;
+    if marks_own_line {
+        body.push(String::new());
+    }
+    let rows = body.len();
     for (n, text) in body.into_iter().enumerate() {
-        let spans = if n == 0 {
+        let mut spans = if n == 0 {
             vec![
                 Span::styled(time.clone(), dim()),
                 Span::raw(" "),
@@ -107,11 +133,19 @@ pub fn item_lines(
                 Span::raw(" "),
                 Span::styled(fit(mark, 2), mark_style),
                 Span::raw(" "),
-                Span::raw(text),
+                Span::styled(text, text_style),
             ]
         } else {
-            vec![Span::raw(indent.clone()), Span::raw(text)]
+            vec![Span::raw(indent.clone()), Span::styled(text, text_style)]
         };
+        if n + 1 == rows {
+            for (i, m) in marks.iter().enumerate() {
+                if i > 0 || !marks_own_line {
+                    spans.push(Span::raw(" "));
+                }
+                spans.push(m.clone());
+            }
+        }
         lines.push(Line::from(spans));
     }
     let note = |text: String, style: Style| -> Vec<Line<'static>> {
@@ -120,25 +154,10 @@ pub fn item_lines(
             .map(|t| Line::from(vec![Span::raw(indent.clone()), Span::styled(t, style)]))
             .collect()
     };
-    if !item.reactions.is_empty() {
-        let r: Vec<String> = item
-            .reactions
-            .iter()
-            .map(|r| format!("{} {}", sanitize(&r.emoji), r.users.len()))
-            .collect();
-        lines.extend(note(r.join("  "), dim()));
-    }
+    lines.extend(reaction_lines(item, ctx, &indent));
     if item.own && item.status == Status::Failed {
-        let why = item
-            .failure
-            .as_ref()
-            .map_or("refused by the server".to_string(), |f| {
-                sanitize(&f.message)
-            });
-        let hint = match &item.failure {
-            Some(f) if !f.retryable => "retrying will not help · d discard",
-            _ => "r retry · d discard",
-        };
+        let why = failure_reason(item.failure.as_ref());
+        let hint = failure_hint(item.failure.as_ref());
         lines.extend(note(
             format!("! failed: {why} — {hint}"),
             Style::new().fg(Color::Red),
@@ -151,6 +170,14 @@ pub fn item_lines(
                 .add_modifier(Modifier::ITALIC),
         ));
     }
+    for p in item.pending.iter().filter(|p| p.status == Status::Failed) {
+        let why = failure_reason(p.failure.as_ref());
+        let hint = failure_hint(p.failure.as_ref());
+        lines.extend(note(
+            format!("! {} failed: {why} — {hint}", action_name(p)),
+            Style::new().fg(Color::Red),
+        ));
+    }
     if is_selected {
         for l in &mut lines {
             l.style = selected();
@@ -159,11 +186,97 @@ pub fn item_lines(
     lines
 }
 
+/// Why something failed, for a person.
+fn failure_reason(failure: Option<&Failure>) -> String {
+    failure.map_or_else(
+        || "refused by the server".to_string(),
+        |f| sanitize(&f.message),
+    )
+}
+
+/// The keys that apply to a failed message or action.
+fn failure_hint(failure: Option<&Failure>) -> &'static str {
+    match failure {
+        Some(f) if !f.retryable => "retrying will not help · d discard",
+        _ => "r retry · d discard",
+    }
+}
+
+/// What a pending action does, in a few words ("edit", "reaction 👍").
+pub fn action_name(action: &PendingAction) -> String {
+    match action.kind {
+        ActionKind::Edit => "edit".into(),
+        ActionKind::Delete => "delete".into(),
+        ActionKind::React { on: true } => format!("reaction {}", sanitize(&action.body)),
+        ActionKind::React { on: false } => {
+            format!("removing reaction {}", sanitize(&action.body))
+        }
+    }
+}
+
+/// The reactions under a message: `emoji × count` each, this account's
+/// own highlighted, ◌ while one of its toggles is being sent; wrapped at
+/// the text column.
+fn reaction_lines(item: &Item, ctx: &Context, indent: &str) -> Vec<Line<'static>> {
+    let mut chips: Vec<Span<'static>> = item
+        .reactions
+        .iter()
+        .filter(|r| !r.users.is_empty())
+        .map(|r| {
+            let text = format!("{} × {}", sanitize(&r.emoji), r.users.len());
+            if r.users.contains(&ctx.me) {
+                Span::styled(text, own_reaction())
+            } else {
+                Span::raw(text)
+            }
+        })
+        .collect();
+    if chips.is_empty() {
+        return Vec::new();
+    }
+    let toggling = item
+        .pending
+        .iter()
+        .any(|p| p.status == Status::Sending && matches!(p.kind, ActionKind::React { .. }));
+    if toggling {
+        chips.push(Span::styled("◌", status_style(Status::Sending)));
+    }
+    let mut lines = Vec::new();
+    let mut line: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for chip in chips {
+        let w = width(&chip.content);
+        let gap = if line.is_empty() { 0 } else { 2 };
+        if !line.is_empty() && used + gap + w > ctx.cols.body {
+            lines.push(std::mem::take(&mut line));
+            used = 0;
+        }
+        if !line.is_empty() {
+            line.push(Span::raw("  "));
+            used += 2;
+        }
+        line.push(chip);
+        used += w;
+    }
+    lines.push(line);
+    lines
+        .into_iter()
+        .map(|chips| {
+            let mut spans = vec![Span::raw(indent.to_string())];
+            spans.extend(chips);
+            Line::from(spans)
+        })
+        .collect()
+}
+
 /// Draws the open conversation into `area`; updates the view's anchor and
 /// what is visible.
 pub fn render(buf: &mut Buffer, area: Rect, app: &mut App) {
     let online = app.connection.is_up();
-    let focus = app.focus;
+    let me = app.user;
+    // The selection is highlighted while browsing, and while the selected
+    // message is being edited.
+    let highlight = app.focus == Focus::Timeline || app.editing.is_some();
     let Some(open) = app.open.as_mut() else {
         let hint = if app.conversations.is_empty() {
             "No conversation yet: press n to start one."
@@ -176,6 +289,7 @@ pub fn render(buf: &mut Buffer, area: Rect, app: &mut App) {
     let ctx = Context {
         cols: Columns::new(usize::from(area.width)),
         online,
+        me,
     };
     if open.window.items().is_empty() {
         buf.set_stringn(
@@ -188,7 +302,7 @@ pub fn render(buf: &mut Buffer, area: Rect, app: &mut App) {
         open.visible = Visible::default();
         return;
     }
-    let blocks = layout(open, &ctx, usize::from(area.height), focus);
+    let blocks = layout(open, &ctx, usize::from(area.height), highlight);
     let mut y = area.bottom();
     for (_, lines) in &blocks {
         for line in lines.iter().rev() {
@@ -221,12 +335,12 @@ fn layout(
     open: &mut Open,
     ctx: &Context,
     height: usize,
-    focus: Focus,
+    highlight: bool,
 ) -> Vec<(usize, Vec<Line<'static>>)> {
     let items = open.window.items();
     let last = items.len() - 1;
     let selected = open.selected.and_then(|s| open.window.index_of(s));
-    let selected = selected.filter(|_| focus == Focus::Timeline);
+    let selected = selected.filter(|_| highlight);
     let lines_of = |i: usize| {
         let prev = i.checked_sub(1).map(|p| &items[p]);
         item_lines(&items[i], prev, ctx, selected == Some(i))
@@ -262,6 +376,7 @@ fn layout(
     open.visible = Visible {
         top,
         bottom: anchor,
+        shown: true,
     };
     open.anchor = if anchor == last && open.window.attached() {
         None
