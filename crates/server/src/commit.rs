@@ -8,7 +8,9 @@
 //! message is committed at once, with no added wait.
 //!
 //! The channel is FIFO and the batch is applied in order, so the order of
-//! submission is the order of sequence numbers. A connection that submits its
+//! submission is the order of sequence numbers. A batch whose commit fails
+//! is retried in place; if it keeps failing, the committer refuses every
+//! later write too, so a failure can never let later writes overtake it. A connection that submits its
 //! sends one after another therefore gets its messages stored in that order,
 //! without waiting for each commit.
 
@@ -16,10 +18,21 @@ use crate::store::{ServerStore, WriteOp, WriteOutcome};
 use crate::ServerError;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
+
+/// Waits before each new attempt at a batch whose commit failed (about 3.5 s
+/// in all): enough for a transient I/O error or a full disk being freed.
+const RETRY_DELAYS: [Duration; 5] = [
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(1000),
+    Duration::from_millis(2000),
+];
 
 /// Submissions waiting for the thread; submitters wait (backpressure) when full.
 const QUEUE: usize = 8192;
@@ -113,6 +126,7 @@ where
 {
     let mut ops = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::with_capacity(MAX_BATCH);
+    let mut poisoned = false;
     // After Stop the channel is closed: blocking_recv still yields what was
     // queued before, then None, so nothing submitted is dropped.
     while let Some(first) = rx.blocking_recv() {
@@ -132,7 +146,22 @@ where
         if ops.is_empty() {
             continue;
         }
-        let result = store.apply_batch(&ops);
+        if poisoned {
+            fail_all(&mut waiters, "the store failed earlier; restart the server");
+            ops.clear();
+            continue;
+        }
+        // A failed batch is retried in place: writes queued behind it wait
+        // rather than overtake it, which would reorder a connection's sends.
+        let result = with_retries(&RETRY_DELAYS, std::thread::sleep, || {
+            store.apply_batch(&ops)
+        });
+        if result.is_err() {
+            // Still failing: accept nothing more rather than commit later
+            // writes before these (a resend of the refused ones would land
+            // after them). Every later write is refused as unavailable.
+            poisoned = true;
+        }
         match result {
             Ok(outcomes) if outcomes.len() == ops.len() => {
                 for ((op, outcome), (ctx, reply)) in
@@ -165,6 +194,25 @@ where
     tracing::debug!("committer stopped");
 }
 
+/// Runs `attempt` until it succeeds, sleeping `delays` between attempts;
+/// returns the last result.
+fn with_retries<T>(
+    delays: &[Duration],
+    mut sleep: impl FnMut(Duration),
+    mut attempt: impl FnMut() -> Result<T, ServerError>,
+) -> Result<T, ServerError> {
+    let mut result = attempt();
+    for &delay in delays {
+        match &result {
+            Ok(_) => break,
+            Err(e) => tracing::warn!(error = %e, "batch commit failed; retrying in {delay:?}"),
+        }
+        sleep(delay);
+        result = attempt();
+    }
+    result
+}
+
 fn fail_all<C>(waiters: &mut Vec<(C, Option<oneshot::Sender<CommitResult>>)>, why: &str) {
     for (_, reply) in waiters.drain(..) {
         if let Some(reply) = reply {
@@ -179,6 +227,38 @@ mod tests {
     use super::*;
     use crate::store::SqliteStore;
     use chatsync_protocol::{MessageId, Seq};
+
+    #[test]
+    fn a_failing_commit_is_retried_in_place_then_given_up() {
+        let delays = [Duration::from_millis(1), Duration::from_millis(2)];
+        let mut slept = Vec::new();
+        let mut calls = 0;
+        let r = with_retries(
+            &delays,
+            |d| slept.push(d),
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err(ServerError::BatchFailed("disk".into()))
+                } else {
+                    Ok(calls)
+                }
+            },
+        );
+        assert_eq!(r.unwrap(), 3, "third attempt succeeds");
+        assert_eq!(slept, delays);
+        let mut calls = 0;
+        let r: Result<(), _> = with_retries(
+            &delays,
+            |_| {},
+            || {
+                calls += 1;
+                Err(ServerError::BatchFailed("disk".into()))
+            },
+        );
+        assert!(r.is_err());
+        assert_eq!(calls, 3, "one attempt plus one per delay, then it gives up");
+    }
 
     #[tokio::test]
     async fn submissions_are_committed_in_order_and_hook_sees_each() {

@@ -471,14 +471,16 @@ impl SimServer {
         if batch.is_empty() {
             return;
         }
+        if std::mem::take(&mut self.fail_next_commit) {
+            // Like the real committer: a failed batch is retried in place at
+            // the next commit, with everything queued behind it waiting.
+            let mut queue = batch;
+            queue.append(&mut self.queue);
+            self.queue = queue;
+            return;
+        }
         let ops: Vec<WriteOp> = batch.iter().map(|q| q.op.clone()).collect();
-        let result = if std::mem::take(&mut self.fail_next_commit) {
-            Err(ServerError::BatchFailed(
-                "injected: the disk is full".into(),
-            ))
-        } else {
-            self.store.apply_batch(&ops)
-        };
+        let result = self.store.apply_batch(&ops);
         match result {
             Ok(outcomes) if outcomes.len() == ops.len() => {
                 for (q, outcome) in batch.iter().zip(outcomes) {

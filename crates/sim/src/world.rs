@@ -33,8 +33,8 @@ pub struct SimConfig {
     pub settle: Duration,
     /// A planted defect (the checker must notice it).
     pub sabotage: Option<Sabotage>,
-    /// Inject failed group commits (off by default: the real gateway then
-    /// breaks invariant 3, see the `failed_commit_keeps_order` test).
+    /// Inject failed group commits (retried in place, as the real
+    /// committer does; see the `failed_commit_keeps_order` test).
     pub commit_failures: bool,
     /// Record a trace of every event.
     pub trace: bool,
@@ -49,7 +49,7 @@ impl Default for SimConfig {
             ops: 60,
             settle: Duration::from_secs(600),
             sabotage: None,
-            commit_failures: false,
+            commit_failures: true,
             trace: false,
         }
     }
@@ -369,6 +369,12 @@ impl World {
                     self.learn_conversations();
                     self.log(|| "server: commit".to_string());
                     self.emit(out);
+                    // A failed batch stays queued and is retried in place.
+                    if self.server.has_queued() {
+                        self.commit_scheduled = true;
+                        let fsync = Duration::from_millis(self.rng.u64(1..=12));
+                        self.schedule(fsync, Ev::Commit);
+                    }
                 }
             }
             Ev::ServerUp { limits } => {

@@ -137,15 +137,12 @@ fn checker_catches_planted_defects() {
     }
 }
 
-/// Known server defect found by this simulation: when a group commit
-/// fails, the gateway refuses its sends as retryable, but sends the same
-/// connection pipelined behind them are committed by the next batch, so a
-/// device's messages are stored out of order (DESIGN.md invariant 3,
-/// "transient trouble never reorders"); `received`/`read` marks in the
-/// failed batch are lost without the client knowing. Seeds 0, 3, 11 and 20
-/// show it; `CHATSYNC_SIM_COMMIT_FAILURES=1` turns the fault on in `replay`.
+/// Found by this simulation: a failed group commit used to refuse its sends
+/// as retryable while sends pipelined behind them were committed by the next
+/// batch, so a device's messages were stored out of order (DESIGN.md
+/// invariant 3) and marks in the batch were lost. The committer now retries
+/// a failed batch in place (crates/server/src/commit.rs), modelled here.
 #[test]
-#[ignore = "known gateway defect: a failed group commit reorders a connection's sends"]
 fn failed_commit_keeps_order() {
     let cfg = SimConfig {
         commit_failures: true,
