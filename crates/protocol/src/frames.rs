@@ -97,6 +97,13 @@ pub enum ClientFrame {
         /// Echoed back.
         nonce: u64,
     },
+    /// Revoke the session (token) this connection authenticated with.
+    /// Answered by `logged_out`, after which the server closes the
+    /// connection; the token is refused by every later `hello`.
+    Logout {
+        /// Correlates the answer.
+        req: u64,
+    },
 }
 
 /// A message as stored on the server.
@@ -317,6 +324,12 @@ pub enum ServerFrame {
     Pong {
         /// Echoed nonce.
         nonce: u64,
+    },
+    /// Answer to `logout`: the session is revoked; the server closes the
+    /// connection right after this frame.
+    LoggedOut {
+        /// Correlates with the request.
+        req: u64,
     },
     /// A request failed, or the connection is about to be closed.
     Error {

@@ -40,6 +40,23 @@ pub struct Limits {
     /// Most members of a conversation, its creator included.
     #[serde(default = "default_max_members")]
     pub max_members: u32,
+    /// Time a new connection has to authenticate with `hello`, in
+    /// milliseconds. Announced for information (the server fills it in
+    /// from its configuration); `None` when not announced (older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// Silence from an authenticated client after which the server closes
+    /// the connection, in milliseconds; `None` when not announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most simultaneous authenticated connections per account; `None`
+    /// when not announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_user: Option<u32>,
+    /// Lifetime of a session token from its `login`, in seconds; after it
+    /// `hello` answers `unauthorized`. `None` when not announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_ttl_secs: Option<u64>,
 }
 
 fn default_max_title_bytes() -> usize {
@@ -60,6 +77,10 @@ impl Default for Limits {
             max_page: 500,
             max_title_bytes: default_max_title_bytes(),
             max_members: default_max_members(),
+            handshake_timeout_ms: None,
+            idle_timeout_ms: None,
+            max_connections_per_user: None,
+            session_ttl_secs: None,
         }
     }
 }

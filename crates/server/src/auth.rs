@@ -14,6 +14,7 @@ use base64::Engine;
 use chatsync_protocol::{DeviceId, UserId};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// Longest username, in bytes.
@@ -109,10 +110,12 @@ pub async fn login(
     .await?
 }
 
-/// Finds the session a token opens; `None` if it opens none.
+/// Finds the session a token opens; `None` if it opens none: never
+/// issued, revoked by `logout`, or older than `ttl` (expired).
 pub async fn authenticate(
     store: Arc<dyn ServerStore>,
     token: String,
+    ttl: Duration,
 ) -> Result<Option<SessionRecord>, ServerError> {
     tokio::task::spawn_blocking(move || {
         let hash = token_hash(&token);
@@ -120,9 +123,23 @@ pub async fn authenticate(
         // The lookup is by hash of a 256-bit secret, so its timing reveals
         // nothing useful; the constant-time recheck guards against a backend
         // whose lookup is looser than byte equality (collation, prefix).
-        Ok(found.filter(|s| bool::from(s.token_hash.ct_eq(&hash))))
+        let found = found.filter(|s| bool::from(s.token_hash.ct_eq(&hash)));
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        Ok(found.filter(|s| now_ms() < s.created_ms.saturating_add(ttl_ms)))
     })
     .await?
+}
+
+/// Revokes the session whose token hashes to `token_hash` (logout).
+pub async fn logout(store: Arc<dyn ServerStore>, token_hash: [u8; 32]) -> Result<(), ServerError> {
+    tokio::task::spawn_blocking(move || store.revoke_session(&token_hash).map(|_| ())).await?
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// SHA-256 of a session token, as stored.
@@ -135,14 +152,30 @@ fn hash_password(password: &str) -> Result<String, ServerError> {
     getrandom::getrandom(&mut salt).map_err(|e| ServerError::Random(e.to_string()))?;
     let salt =
         SaltString::encode_b64(&salt).map_err(|e| ServerError::PasswordHash(e.to_string()))?;
-    Argon2::default()
+    hasher()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| ServerError::PasswordHash(e.to_string()))
 }
 
+/// Argon2id with the crate's default (OWASP-recommended) parameters. A
+/// fuzzing build (`cfg(fuzzing)`, set by cargo-fuzz) uses the smallest
+/// parameters instead, so that a fuzz input that registers an account runs
+/// in microseconds; no other build can select them.
+fn hasher() -> Argon2<'static> {
+    #[cfg(fuzzing)]
+    {
+        use argon2::{Algorithm, Params, Version};
+        if let Ok(params) = Params::new(Params::MIN_M_COST, 1, 1, None) {
+            return Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        }
+    }
+    Argon2::default()
+}
+
 fn verify_password(password: &str, stored: &str) -> Result<bool, ServerError> {
     let parsed = PasswordHash::new(stored).map_err(|e| ServerError::PasswordHash(e.to_string()))?;
+    // The parameters come from the stored hash string.
     Ok(Argon2::default()
         .verify_password(password.as_bytes(), &parsed)
         .is_ok())
@@ -223,12 +256,26 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(ok.user, user);
-        let s = authenticate(store.clone(), ok.token.clone())
+        let day = Duration::from_secs(86_400);
+        let s = authenticate(store.clone(), ok.token.clone(), day)
             .await
             .unwrap()
             .unwrap();
         assert_eq!((s.user, s.device), (user, ok.device));
-        assert!(authenticate(store, "bogus".into()).await.unwrap().is_none());
+        assert!(authenticate(store.clone(), "bogus".into(), day)
+            .await
+            .unwrap()
+            .is_none());
+        // Expired: a zero lifetime is over at once.
+        assert!(
+            authenticate(store.clone(), ok.token.clone(), Duration::ZERO)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Revoked.
+        logout(store.clone(), token_hash(&ok.token)).await.unwrap();
+        assert!(authenticate(store, ok.token, day).await.unwrap().is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! stuck client can never hold back everyone else.
 
 use axum::extract::ws::Utf8Bytes;
-use chatsync_protocol::UserId;
+use chatsync_protocol::{DeviceId, UserId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
@@ -32,8 +32,11 @@ pub struct Subscriber {
     pub conn: ConnId,
     /// Its outbound queue.
     pub tx: mpsc::Sender<Outbound>,
-    /// Notified when the hub drops it for being slow.
+    /// Notified when the hub drops it for being slow, or because its
+    /// session was revoked.
     pub kick: Arc<Notify>,
+    /// The session (device) it authenticated with.
+    pub device: DeviceId,
 }
 
 /// The account already has as many connections as allowed.
@@ -126,6 +129,26 @@ impl Hub {
         }
     }
 
+    /// Drops every connection of `user` authenticated with session
+    /// `device`, except `except` (a revoked session: logout). They end at
+    /// once, like slow consumers.
+    pub fn kick_session(&self, user: UserId, device: DeviceId, except: ConnId) {
+        let mut map = self.lock();
+        if let Some(subs) = map.get_mut(&user) {
+            subs.retain(|sub| {
+                if sub.device != device || sub.conn == except {
+                    return true;
+                }
+                tracing::info!(conn = sub.conn.0, "disconnecting: its session was revoked");
+                sub.kick.notify_one();
+                false
+            });
+            if subs.is_empty() {
+                map.remove(&user);
+            }
+        }
+    }
+
     fn detach(&self, user: UserId, conn: ConnId) {
         let mut map = self.lock();
         if let Some(subs) = map.get_mut(&user) {
@@ -155,6 +178,7 @@ mod tests {
                 conn: ConnId(conn),
                 tx,
                 kick: Arc::new(Notify::new()),
+                device: DeviceId(uuid::Uuid::from_u128(u128::from(conn))),
             },
             rx,
         )
@@ -185,5 +209,31 @@ mod tests {
         assert_eq!(hub.online(user), 1);
         drop(_a1);
         assert_eq!(hub.online(user), 0);
+    }
+
+    #[tokio::test]
+    async fn kick_session_drops_only_that_sessions_other_connections() {
+        let hub = Hub::new(4);
+        let user = UserId::new();
+        let (s1, _r1) = sub(1, 8);
+        let (mut s2, _r2) = sub(2, 8);
+        let (s3, _r3) = sub(3, 8);
+        s2.device = s1.device;
+        let (session, kick2, kick3) = (s1.device, s2.kick.clone(), s3.kick.clone());
+        let _a = [
+            hub.attach(user, s1).unwrap(),
+            hub.attach(user, s2).unwrap(),
+            hub.attach(user, s3).unwrap(),
+        ];
+        hub.kick_session(user, session, ConnId(1));
+        tokio::time::timeout(std::time::Duration::from_secs(1), kick2.notified())
+            .await
+            .unwrap();
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), kick3.notified())
+                .await
+                .is_err()
+        );
+        assert_eq!(hub.online(user), 2);
     }
 }

@@ -50,6 +50,8 @@ mod error;
 pub mod fanout;
 mod gateway;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 
 pub use error::ServerError;
 pub use store::{ServerStore, SqliteStore};
@@ -82,7 +84,13 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Most simultaneous connections one account may have.
     pub max_connections_per_user: usize,
+    /// Lifetime of a session token, from its `login`: an older token is
+    /// refused at `hello` with `unauthorized` (the user logs in again).
+    pub session_ttl: Duration,
 }
+
+/// Default [`ServerConfig::session_ttl`]: 30 days.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -92,6 +100,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_connections_per_user: 16,
+            session_ttl: DEFAULT_SESSION_TTL,
         }
     }
 }
@@ -100,9 +109,17 @@ impl ServerConfig {
     /// This configuration with consistent limits ([`Limits::normalized`]):
     /// in particular `max_frame_bytes` is raised, if needed, so that every
     /// `send` whose body fits `max_body_bytes` also fits in one frame. The
-    /// server runs with, and announces in `welcome`, the normalized limits.
+    /// server runs with, and announces in `welcome`, the normalized limits,
+    /// which also carry the timeouts, the connection cap and the session
+    /// lifetime of this configuration (whatever `limits` held for those).
     pub fn normalized(mut self) -> Self {
-        let limits = self.limits.normalized();
+        let mut limits = self.limits.normalized();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        limits.handshake_timeout_ms = Some(ms(self.handshake_timeout));
+        limits.idle_timeout_ms = Some(ms(self.idle_timeout));
+        limits.max_connections_per_user =
+            Some(u32::try_from(self.max_connections_per_user).unwrap_or(u32::MAX));
+        limits.session_ttl_secs = Some(self.session_ttl.as_secs());
         if limits.max_frame_bytes != self.limits.max_frame_bytes {
             tracing::info!(
                 configured = self.limits.max_frame_bytes,
@@ -146,23 +163,43 @@ pub async fn serve_with_store(
     store: Arc<dyn ServerStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let state = gateway::AppState::new(config, store, stop_rx)?;
-    let app = gateway::router(state.clone());
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "chatsync server listening");
     }
-    let stop_signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    };
     // Frames are small and latency matters more than packet count: no Nagle.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
     });
+    serve_on(listener, config, store, shutdown).await
+}
+
+/// [`serve_with_store`] on any listener: TCP, or the in-memory pipes of
+/// [`testing`].
+async fn serve_on<L>(
+    listener: L,
+    config: ServerConfig,
+    store: Arc<dyn ServerStore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = gateway::AppState::new(config, store, stop_rx)?;
+    let app = gateway::router(state.clone())
+        .into_make_service_with_connect_info::<gateway::upgrade_deadline::UpgradeLatch>();
+    let stop_signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    // Connections that do not reach the WebSocket upgrade in time are
+    // closed (slow-loris defence); see `gateway::upgrade_deadline`.
+    let listener =
+        gateway::upgrade_deadline::UpgradeDeadline::new(listener, state.config.handshake_timeout);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop_signal)
         .await;

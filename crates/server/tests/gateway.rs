@@ -72,7 +72,15 @@ async fn handshake_and_pre_hello_rules() {
             assert_eq!(u, user);
             assert_eq!(username, "alice");
             assert_eq!(device, c.device);
-            assert_eq!(limits, Limits::default());
+            // The defaults, plus the timeouts, connection cap and session
+            // lifetime the server announces with them.
+            assert_eq!(
+                limits,
+                chatsync_server::ServerConfig::default().normalized().limits
+            );
+            assert_eq!(limits.handshake_timeout_ms, Some(10_000));
+            assert_eq!(limits.idle_timeout_ms, Some(120_000));
+            assert_eq!(limits.max_connections_per_user, Some(16));
             assert!(server_time > 0);
         }
         other => panic!("{other:?}"),

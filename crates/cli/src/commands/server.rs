@@ -38,6 +38,13 @@ pub struct Args {
     /// Most simultaneous connections per account.
     #[arg(long, default_value_t = 16)]
     max_connections_per_user: usize,
+    /// Largest WebSocket message read from a client, in bytes (raised if
+    /// below what a valid request needs).
+    #[arg(long, default_value_t = Limits::default().max_frame_bytes)]
+    max_frame_bytes: usize,
+    /// Days a session token stays valid after its login.
+    #[arg(long, default_value_t = 30)]
+    session_ttl_days: u64,
 }
 
 /// Runs a server until Ctrl-C or SIGTERM.
@@ -48,6 +55,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     let limits = Limits {
         max_body_bytes: a.max_body_bytes,
+        max_frame_bytes: a.max_frame_bytes,
         rate_per_sec: a.rate,
         rate_burst: a.burst,
         ..Limits::default()
@@ -65,6 +73,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         handshake_timeout: Duration::from_secs(a.handshake_timeout),
         idle_timeout: Duration::from_secs(a.idle_timeout),
         max_connections_per_user: a.max_connections_per_user,
+        session_ttl: Duration::from_secs(a.session_ttl_days.saturating_mul(86_400)),
     };
     chatsync_server::serve(listener, config, shutdown_signal()).await?;
     println!("chatsync server stopped");

@@ -42,6 +42,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// WebSocket close codes (RFC 6455 §7.4.1).
 pub(super) const CLOSE_NORMAL: u16 = 1000;
 pub(super) const CLOSE_GOING_AWAY: u16 = 1001;
+pub(super) const CLOSE_INVALID_DATA: u16 = 1007;
 pub(super) const CLOSE_POLICY: u16 = 1008;
 pub(super) const CLOSE_TOO_BIG: u16 = 1009;
 
@@ -69,6 +70,8 @@ pub(super) struct Authed {
     pub(super) user: UserId,
     pub(super) username: Arc<str>,
     pub(super) device: DeviceId,
+    /// SHA-256 of the session token, to revoke it on `logout`.
+    pub(super) token_hash: [u8; 32],
 }
 
 /// The reader's state.
@@ -208,6 +211,19 @@ impl Conn {
                 format!("a WebSocket message exceeded the {max}-byte limit"),
             );
             return self.fatal(refusal, CLOSE_TOO_BIG, "frame too large").await;
+        }
+        // A text message that is not UTF-8 (tungstenite's `Utf8` error):
+        // the client is told why, with the close code RFC 6455 assigns.
+        if text.contains("UTF-8") {
+            tracing::debug!(
+                conn = self.id.0,
+                "closing connection: text message not UTF-8"
+            );
+            let refusal =
+                Refusal::permanent(ErrorCode::Malformed, "a text message is not valid UTF-8");
+            return self
+                .fatal(refusal, CLOSE_INVALID_DATA, "invalid UTF-8")
+                .await;
         }
         tracing::debug!(conn = self.id.0, error = %text, "read error; closing connection");
         Flow::Close

@@ -1,7 +1,7 @@
 //! What each client frame does. Handlers only see typed frames; answers go
 //! through the connection's ordered reply queue.
 
-use super::connection::{Authed, Conn, Flow, CLOSE_POLICY};
+use super::connection::{Authed, Conn, Flow, Reply, CLOSE_NORMAL, CLOSE_POLICY};
 use super::members::Membership;
 use super::CommitCtx;
 use crate::fanout::{Subscriber, TooManyConnections};
@@ -79,7 +79,8 @@ fn request_id(frame: &ClientFrame) -> Option<u64> {
         | ClientFrame::Login { req, .. }
         | ClientFrame::Sync { req, .. }
         | ClientFrame::CreateConversation { req, .. }
-        | ClientFrame::ListConversations { req } => Some(*req),
+        | ClientFrame::ListConversations { req }
+        | ClientFrame::Logout { req } => Some(*req),
         ClientFrame::Hello { .. }
         | ClientFrame::Send { .. }
         | ClientFrame::Read { .. }
@@ -184,6 +185,7 @@ impl Conn {
                 })
                 .await
             }
+            ClientFrame::Logout { req } => self.logout(me, req).await,
             // Handled before authentication is looked at.
             ClientFrame::Ping { .. }
             | ClientFrame::Register { .. }
@@ -211,12 +213,15 @@ impl Conn {
                 .fatal(refusal, CLOSE_POLICY, "unsupported protocol version")
                 .await;
         }
-        let session = match auth::authenticate(self.state.store.clone(), token).await {
+        let ttl = self.state.config.session_ttl;
+        let session = match auth::authenticate(self.state.store.clone(), token, ttl).await {
             Ok(Some(session)) => session,
             Ok(None) => {
                 tracing::info!(conn = self.id.0, "hello with an unknown token");
-                let refusal =
-                    Refusal::permanent(ErrorCode::Unauthorized, "unknown or revoked session token");
+                let refusal = Refusal::permanent(
+                    ErrorCode::Unauthorized,
+                    "unknown, expired or revoked session token",
+                );
                 return self.fatal(refusal, CLOSE_POLICY, "unauthorized").await;
             }
             Err(e) => {
@@ -230,6 +235,7 @@ impl Conn {
             conn: self.id,
             tx: self.out.clone(),
             kick: self.kick.clone(),
+            device: session.device,
         };
         match self.state.hub.attach(session.user, sub) {
             Ok(attachment) => self.attachment = Some(attachment),
@@ -249,6 +255,7 @@ impl Conn {
             user: session.user,
             username: Arc::from(session.username.as_str()),
             device: session.device,
+            token_hash: session.token_hash,
         };
         tracing::debug!(conn = self.id.0, user = %me.user, device = %me.device, "authenticated");
         let welcome = ServerFrame::Welcome {
@@ -261,6 +268,31 @@ impl Conn {
         };
         self.auth = Some(me);
         self.reply(welcome).await
+    }
+
+    /// `logout`: revokes the connection's session, so its token never
+    /// authenticates again, drops the session's other connections, answers
+    /// `logged_out` and closes this connection (1000, "logged out"). Frames
+    /// after it are not read. If the revocation fails the answer is a
+    /// retryable `error` and the connection closes all the same.
+    async fn logout(&mut self, me: Authed, req: u64) -> Flow {
+        let state = self.state.clone();
+        let conn = self.id;
+        self.later(async move {
+            Some(
+                match auth::logout(state.store.clone(), me.token_hash).await {
+                    Ok(()) => {
+                        tracing::info!(conn = conn.0, device = %me.device, "session revoked");
+                        state.hub.kick_session(me.user, me.device, conn);
+                        ServerFrame::LoggedOut { req }
+                    }
+                    Err(e) => failure(Some(req), &e),
+                },
+            )
+        })
+        .await;
+        self.push(Reply::Close(CLOSE_NORMAL, "logged out")).await;
+        Flow::Close
     }
 
     /// Checks a send in the documented order (membership, body, rate),

@@ -10,13 +10,14 @@ mod connection;
 mod handlers;
 mod members;
 mod rate;
+pub(crate) mod upgrade_deadline;
 
 use crate::commit::Committer;
 use crate::fanout::{ConnId, Hub};
 use crate::store::{ServerStore, WriteOp, WriteOutcome};
 use crate::ServerConfig;
 use axum::extract::ws::Utf8Bytes;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -25,6 +26,7 @@ use members::MembersCache;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
+use upgrade_deadline::UpgradeLatch;
 
 /// Context carried with each write to the committer, for the fan-out that
 /// follows the commit. For a mark, the submitting user is the member whose
@@ -162,7 +164,14 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> impl IntoResponse {
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(latch): ConnectInfo<UpgradeLatch>,
+) -> impl IntoResponse {
+    // From here on the WebSocket handshake timeout (no `hello`) applies
+    // instead of the HTTP deadline.
+    latch.open();
     let max = state.config.limits.max_frame_bytes;
     // Counted from here, so that shutdown waits for a connection whose
     // upgrade is still completing.

@@ -38,6 +38,9 @@ pub struct SessionRecord {
     pub username: String,
     /// SHA-256 of the token.
     pub token_hash: [u8; 32],
+    /// When the session was opened (its `login`), ms since the epoch; the
+    /// session expires `ServerConfig::session_ttl` after it.
+    pub created_ms: i64,
 }
 
 /// One write, applied by [`ServerStore::apply_batch`].
@@ -153,6 +156,10 @@ pub trait ServerStore: Send + Sync + 'static {
         &self,
         token_hash: &[u8; 32],
     ) -> Result<Option<SessionRecord>, ServerError>;
+
+    /// Deletes the session whose token hashes to `token_hash` (logout):
+    /// its token never authenticates again. `false` if there was none.
+    fn revoke_session(&self, token_hash: &[u8; 32]) -> Result<bool, ServerError>;
 
     /// Creates a conversation with exactly these members (deduplicated).
     fn create_conversation(

@@ -590,7 +590,7 @@ impl ServerStore for SqliteStore {
         let conn = self.read_conn();
         let session = conn
             .prepare_cached(
-                "SELECT s.device, s.user, a.username, s.token_hash FROM sessions s
+                "SELECT s.device, s.user, a.username, s.token_hash, s.created_ms FROM sessions s
                  JOIN accounts a ON a.id = s.user WHERE s.token_hash = ?1",
             )?
             .query_row(params![token_hash], |r| {
@@ -599,10 +599,19 @@ impl ServerStore for SqliteStore {
                     user: UserId(uuid_at(r, 1)?),
                     username: r.get(2)?,
                     token_hash: r.get(3)?,
+                    created_ms: r.get(4)?,
                 })
             })
             .optional()?;
         Ok(session)
+    }
+
+    fn revoke_session(&self, token_hash: &[u8; 32]) -> Result<bool, ServerError> {
+        let deleted = self.write_conn().execute(
+            "DELETE FROM sessions WHERE token_hash = ?1",
+            params![token_hash],
+        )?;
+        Ok(deleted > 0)
     }
 
     fn create_conversation(
