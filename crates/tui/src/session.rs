@@ -320,12 +320,23 @@ impl<B: Backend> Session<B> {
                     .app
                     .edit_refused(message, body, &e.to_string(), Instant::now()),
             },
-            Action::Delete(message) => {
-                client.delete(message).await?;
-            }
-            Action::React { message, emoji, on } => {
-                client.react(message, &emoji, on).await?;
-            }
+            Action::Delete(message) => match client.delete(message).await {
+                Ok(_) => {}
+                Err(ClientError::Closed) => return Err(ClientError::Closed),
+                Err(e) => self.app.notify(format!("not deleted: {e}"), Instant::now()),
+            },
+            Action::React { message, emoji, on } => match client.react(message, &emoji, on).await {
+                Ok(_) => {}
+                Err(ClientError::Closed) => return Err(ClientError::Closed),
+                Err(e) => {
+                    let what = if on {
+                        "reaction not set"
+                    } else {
+                        "reaction not removed"
+                    };
+                    self.app.notify(format!("{what}: {e}"), Instant::now());
+                }
+            },
             Action::LoadOlder {
                 conversation,
                 before,

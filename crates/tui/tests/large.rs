@@ -2,7 +2,8 @@
 //! messages (written straight into client storage; the server address is
 //! unreachable, so it also runs offline): it opens and scrolls without lag
 //! because only a bounded window is kept and only the screen is drawn.
-//! Also measures keystroke-to-screen for a sent message in process.
+//! Also measures keystroke-to-screen for a sent message in process, and
+//! drives edit, react and delete through the session and the client.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use chatsync_client::store::{ClientStore, SqliteStore, StoreOp};
@@ -10,6 +11,7 @@ use chatsync_client::{Client, Item, Status};
 use chatsync_protocol::{ConversationId, MemberMarks, MessageId, Seq, UserId};
 use chatsync_tui::app::window::MAX_ITEMS;
 use chatsync_tui::session::Session;
+use chatsync_tui::text::grapheme_width;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
@@ -85,13 +87,20 @@ fn seed(dir: &Path, n: u64) -> ConversationId {
     conv
 }
 
+/// The screen as a person sees it: each grapheme once (the cell a wide
+/// one hides is skipped: the backend keeps what was there before).
 fn screen(session: &Session<TestBackend>) -> String {
     let buf = session.terminal().backend().buffer();
     (0..buf.area.height)
         .map(|y| {
-            (0..buf.area.width)
-                .map(|x| buf[(x, y)].symbol())
-                .collect::<String>()
+            let mut row = String::new();
+            let mut x = 0;
+            while x < buf.area.width {
+                let symbol = buf[(x, y)].symbol();
+                row.push_str(symbol);
+                x += u16::try_from(grapheme_width(symbol).max(1)).unwrap();
+            }
+            row
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -124,6 +133,9 @@ async fn a_conversation_of_100k_messages_opens_and_scrolls_without_lag() {
         "{}",
         screen(&session)
     );
+    // Opening it marked it read up to the newest message on screen: the
+    // count (the client's, from the read mark) is gone.
+    assert!(!screen(&session).contains("99+"), "{}", screen(&session));
 
     // Browse upwards a long way: every key is one step, pages load as needed.
     session.handle(key(KeyCode::Esc)).await.unwrap();
@@ -202,4 +214,60 @@ async fn keystroke_to_screen_for_a_sent_message() {
         percentile(&times, 0.99),
         times.last().unwrap()
     );
+}
+
+/// The session on a real client (offline): edit, react and delete from
+/// the keyboard go through the client and come back through the
+/// subscription, pending (◌) since nothing can be sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_from_the_keyboard_reach_the_client_and_the_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), 3); // seq 3 is alice's own
+    let client = Client::open(dir.path()).await.unwrap();
+    let terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    let mut session = Session::new(client, terminal).await.unwrap();
+    session.step().await.unwrap();
+    session.handle(key(KeyCode::Enter)).await.unwrap();
+    session.handle(key(KeyCode::Esc)).await.unwrap();
+    let own = session.app.selected_item().unwrap().clone();
+    assert!(own.own && own.seq == Some(Seq(3)), "{own:?}");
+
+    // e, clear, type, Enter: the new text at once, marked, ◌ while unsent.
+    session.handle(key(KeyCode::Char('e'))).await.unwrap();
+    session
+        .handle(Event::Key(KeyEvent::new(
+            KeyCode::Char('u'),
+            KeyModifiers::CONTROL,
+        )))
+        .await
+        .unwrap();
+    for c in "fixed text".chars() {
+        session.handle(key(KeyCode::Char(c))).await.unwrap();
+    }
+    session.handle(key(KeyCode::Enter)).await.unwrap();
+    let shown = screen(&session);
+    assert!(shown.contains("fixed text (edited) ◌"), "{shown}");
+
+    // + 1 twice in a row: on, then off again (the second key sees the first).
+    for _ in 0..2 {
+        session.handle(key(KeyCode::Char('+'))).await.unwrap();
+        session.handle(key(KeyCode::Char('1'))).await.unwrap();
+    }
+    let item = session.app.selected_item().unwrap();
+    assert!(
+        item.reactions.iter().all(|r| r.users.is_empty()),
+        "{:?}",
+        item.reactions
+    );
+    session.handle(key(KeyCode::Char('+'))).await.unwrap();
+    session.handle(key(KeyCode::Char('1'))).await.unwrap();
+    assert!(screen(&session).contains("👍 × 1"), "{}", screen(&session));
+
+    // x, y: the placeholder.
+    session.handle(key(KeyCode::Char('x'))).await.unwrap();
+    assert!(screen(&session).contains("for everyone?"));
+    session.handle(key(KeyCode::Char('y'))).await.unwrap();
+    let shown = screen(&session);
+    assert!(shown.contains("message deleted"), "{shown}");
+    assert!(!shown.contains("fixed text"), "{shown}");
 }
