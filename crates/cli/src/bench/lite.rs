@@ -27,6 +27,9 @@ pub async fn connect_path(addr: &str, path: &str, source: Option<IpAddr>) -> any
         TcpSocket::new_v6()?
     };
     if let Some(ip) = source {
+        // Ports of connections closed by an earlier run wait in TIME_WAIT;
+        // let them be reused.
+        socket.set_reuseaddr(true)?;
         socket
             .bind(SocketAddr::new(ip, 0))
             .with_context(|| format!("cannot bind to {ip}"))?;

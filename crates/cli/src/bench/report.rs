@@ -194,6 +194,11 @@ pub struct Key {
     pub connections_rss_mib: Option<f64>,
     /// Server RSS growth per connection, bytes.
     pub bytes_per_connection: Option<f64>,
+    /// Connections asked for.
+    pub connections_target: Option<f64>,
+    /// Server RSS projected at the asked count when the open-file limit
+    /// capped the run, MiB.
+    pub connections_projected_rss_mib: Option<f64>,
     /// Fan-out: (members, p50 µs, p99 µs) of the time to the last member.
     pub fanout: Vec<(usize, f64, f64)>,
     /// Catch-up: messages/s until current.
@@ -436,16 +441,29 @@ fn goals(k: &Key) -> Vec<Goal> {
         goal: "50,000 connections, server RSS ≤ 1 GiB".into(),
         measured: match (k.connections, k.connections_rss_mib, k.bytes_per_connection) {
             (Some(n), Some(rss), Some(b)) => format!(
-                "{} connections, RSS {rss:.0} MiB, {} B/connection",
+                "{} connections, RSS {rss:.0} MiB, {} B/connection{}",
                 thousands(n as u64),
-                thousands(b.max(0.0) as u64)
+                thousands(b.max(0.0) as u64),
+                match (k.connections_projected_rss_mib, k.connections_target) {
+                    (Some(p), Some(t)) => format!(
+                        " (capped by the open-file limit; {p:.0} MiB projected at {})",
+                        thousands(t as u64)
+                    ),
+                    _ => String::new(),
+                }
             ),
             _ => "-".into(),
         },
-        verdict: verdict(match (k.connections, k.connections_rss_mib) {
-            (Some(n), Some(rss)) if n >= 50_000.0 => Some(rss <= 1024.0),
-            _ => None,
-        }),
+        verdict: match (
+            k.connections,
+            k.connections_rss_mib,
+            k.connections_projected_rss_mib,
+        ) {
+            (Some(n), Some(rss), _) if n >= 50_000.0 => verdict(Some(rss <= 1024.0)),
+            (Some(_), _, Some(p)) if p <= 1024.0 => "met (projected)",
+            (Some(_), _, Some(_)) => "missed (projected)",
+            _ => "not measured",
+        },
     });
     let growth = fanout_growth(&k.fanout);
     out.push(Goal {
