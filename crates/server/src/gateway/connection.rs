@@ -23,6 +23,7 @@ use chatsync_protocol::{decode_client, encode, DeviceId, ErrorCode, Refusal, Ser
 use futures_util::future::BoxFuture;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
@@ -86,6 +87,11 @@ pub(super) struct Conn {
     pub(super) attachment: Option<Attachment>,
     pub(super) gate: SendGate,
     malformed: u32,
+    /// When the handshake timeout of this connection expires.
+    handshake_deadline: tokio::time::Instant,
+    /// Set when the client stopped reading its answers for too long: the
+    /// connection is then torn down without draining (see [`Conn::push`]).
+    stalled: AtomicBool,
 }
 
 /// Runs a connection to its end.
@@ -110,11 +116,15 @@ pub(super) async fn run(socket: WebSocket, state: Arc<AppState>, _guard: Tracker
         attachment: None,
         gate,
         malformed: 0,
+        handshake_deadline: tokio::time::Instant::now() + state.config.handshake_timeout,
+        stalled: AtomicBool::new(false),
     };
     let kicked = tokio::select! {
         () = conn.read_loop(&mut stream) => false,
         () = kick.notified() => true,
     };
+    // A client that does not read gets nothing more: no drain.
+    let kicked = kicked || conn.stalled.load(Ordering::Relaxed);
     // Leaves the hub and closes the reply queue: the responder finishes what
     // is pending, then the writer sends it and stops.
     drop(conn);
@@ -145,7 +155,7 @@ impl Conn {
             self.state.config.handshake_timeout,
             self.state.config.idle_timeout,
         );
-        let handshake_deadline = tokio::time::Instant::now() + handshake;
+        let handshake_deadline = self.handshake_deadline;
         loop {
             let deadline = if self.auth.is_some() {
                 tokio::time::Instant::now() + idle
@@ -245,10 +255,30 @@ impl Conn {
     }
 
     /// Queues a reply; `Flow::Close` if the connection is already gone.
+    ///
+    /// When the reply queue is full (the client does not read its answers)
+    /// this waits, which stops the reader: backpressure. The wait is
+    /// bounded, so that a client that writes without ever reading cannot
+    /// hold a connection forever and defeat both timeouts: before `hello`
+    /// it ends at the handshake deadline, after it when the queue has not
+    /// moved for the idle timeout. The connection is then torn down at once
+    /// (`Flow::Close`, nothing drained).
     pub(super) async fn push(&self, reply: Reply) -> Flow {
-        match self.replies.send(reply).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
+        let deadline = match self.auth {
+            None => self.handshake_deadline,
+            Some(_) => tokio::time::Instant::now() + self.state.config.idle_timeout,
+        };
+        match tokio::time::timeout_at(deadline, self.replies.send(reply)).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(_)) => Flow::Close,
+            Err(_) => {
+                tracing::warn!(
+                    conn = self.id.0,
+                    "closing connection: the client does not read its answers"
+                );
+                self.stalled.store(true, Ordering::Relaxed);
+                Flow::Close
+            }
         }
     }
 
