@@ -28,7 +28,7 @@
 //!   its own account; every `batch` is consecutive from its cursor.
 #![no_main]
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use chatsync_protocol::{
     decode_server, encode, ActionKind, ActionRef, ClientFrame, ConversationId, Limits, MessageId,
     Seq, ServerFrame, UserId, WireMessage, PROTOCOL_VERSION, WS_PATH,
@@ -59,6 +59,10 @@ const BARRIER_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Arbitrary, Debug)]
 struct Script {
+    /// Each connection sends `hello` with the seeded token of account k
+    /// (connection k) as soon as it opens, so that short scripts reach the
+    /// authenticated frames.
+    auto_hello: bool,
     /// Largest body (bytes); small, so that `too_large` is reachable.
     max_body: u8,
     /// Rate burst; 0 means no rate limit.
@@ -175,6 +179,7 @@ struct Live {
 
 struct Harness {
     server: InMemoryServer,
+    auto_hello: bool,
     learned: Arc<Mutex<Learned>>,
     seeded_tokens: Vec<String>,
     seeded_convs: Vec<ConversationId>,
@@ -187,7 +192,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn pool_id(n: u8) -> MessageId {
-    MessageId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(n % 16)))
+    MessageId(uuid::Uuid::from_u128(
+        0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(n % 16),
+    ))
 }
 
 impl Harness {
@@ -214,7 +221,9 @@ impl Harness {
 
     fn token(&self, t: &Token) -> String {
         match t {
-            Token::Seeded(n) => self.seeded_tokens[usize::from(*n) % self.seeded_tokens.len()].clone(),
+            Token::Seeded(n) => {
+                self.seeded_tokens[usize::from(*n) % self.seeded_tokens.len()].clone()
+            }
             Token::Learned(n) => {
                 let learned = lock(&self.learned);
                 match learned.tokens.len() {
@@ -235,7 +244,13 @@ impl Harness {
             SeqSpec::Small(n) => Seq(u64::from(*n % 8)),
             SeqSpec::Any(n) => Seq(*n),
         };
-        let password = |ok: bool| if ok { PASSWORD.to_string() } else { "wrong".to_string() };
+        let password = |ok: bool| {
+            if ok {
+                PASSWORD.to_string()
+            } else {
+                "wrong".to_string()
+            }
+        };
         match f {
             Frame::Register(who, ok) => ClientFrame::Register {
                 req: nonce,
@@ -249,7 +264,11 @@ impl Harness {
                 device_name: device_name.clone(),
             },
             Frame::Hello(token, ok) => ClientFrame::Hello {
-                version: if *ok { PROTOCOL_VERSION } else { PROTOCOL_VERSION + 1 },
+                version: if *ok {
+                    PROTOCOL_VERSION
+                } else {
+                    PROTOCOL_VERSION + 1
+                },
                 token: self.token(token),
             },
             Frame::Send(i, c, body, action) => ClientFrame::Send {
@@ -309,8 +328,9 @@ impl Harness {
             let reader = tokio::spawn(async move {
                 while let Some(Ok(msg)) = stream.next().await {
                     let Message::Text(text) = msg else { continue };
-                    let frame = decode_server(&text)
-                        .unwrap_or_else(|e| panic!("the server sent {text:?}, which does not decode: {e}"));
+                    let frame = decode_server(&text).unwrap_or_else(|e| {
+                        panic!("the server sent {text:?}, which does not decode: {e}")
+                    });
                     let mut learned = lock(&learned);
                     match &frame {
                         ServerFrame::LoggedIn { token, .. } => learned.tokens.push(token.clone()),
@@ -328,12 +348,23 @@ impl Harness {
                     lock(&t).frames.push(frame);
                 }
             });
-            self.conns[k] = Some(Live {
+            let mut live = Live {
                 sink,
                 reader,
                 transcript,
                 next_nonce: 1_000_000,
-            });
+            };
+            if self.auto_hello {
+                let token = self.seeded_tokens[k % self.seeded_tokens.len()].clone();
+                let revoked = lock(&self.learned).revoked.contains(&token);
+                lock(&live.transcript).hello = Some((token.clone(), revoked));
+                let hello = encode(&ClientFrame::Hello {
+                    version: PROTOCOL_VERSION,
+                    token,
+                });
+                let _ = live.sink.send(Message::text(hello)).await;
+            }
+            self.conns[k] = Some(live);
         }
         self.conns[k].as_mut()
     }
@@ -346,7 +377,9 @@ impl Harness {
     }
 
     async fn barrier(&mut self, k: u8) {
-        let Some(live) = self.conn(k).await else { return };
+        let Some(live) = self.conn(k).await else {
+            return;
+        };
         live.next_nonce += 1;
         let nonce = live.next_nonce;
         let ping = encode(&ClientFrame::Ping { nonce });
@@ -370,7 +403,10 @@ impl Harness {
     async fn close(&mut self, k: usize) {
         if let Some(mut live) = self.conns[k].take() {
             let _ = live.sink.close().await;
-            if tokio::time::timeout(BARRIER_WAIT, &mut live.reader).await.is_err() {
+            if tokio::time::timeout(BARRIER_WAIT, &mut live.reader)
+                .await
+                .is_err()
+            {
                 live.reader.abort();
             }
             self.closed.push(live.transcript);
@@ -430,18 +466,39 @@ fn check(store: &SqliteStore, transcripts: &[Arc<Mutex<Transcript>>], seeded: &[
     let mut ids: HashSet<MessageId> = HashSet::new();
     let mut members_of: BTreeMap<ConversationId, Vec<UserId>> = BTreeMap::new();
     for &c in &convs {
-        let members = store.members(c).expect("members").expect("conversation exists");
+        let members = store
+            .members(c)
+            .expect("members")
+            .expect("conversation exists");
         let (marks, last) = store.marks(c).expect("marks").expect("conversation exists");
-        let msgs = store.messages_after(c, Seq::ZERO, u32::MAX).expect("messages");
-        assert_eq!(msgs.len() as u64, last.0, "conversation {c}: not 1..=last_seq");
+        let msgs = store
+            .messages_after(c, Seq::ZERO, u32::MAX)
+            .expect("messages");
+        assert_eq!(
+            msgs.len() as u64,
+            last.0,
+            "conversation {c}: not 1..=last_seq"
+        );
         let by_id: HashMap<MessageId, &WireMessage> = msgs.iter().map(|m| (m.id, m)).collect();
         for (i, m) in msgs.iter().enumerate() {
-            assert_eq!(m.seq, Seq(i as u64 + 1), "conversation {c}: seq gap or disorder");
-            assert!(members.contains(&m.sender), "a non-member's message is stored");
+            assert_eq!(
+                m.seq,
+                Seq(i as u64 + 1),
+                "conversation {c}: seq gap or disorder"
+            );
+            assert!(
+                members.contains(&m.sender),
+                "a non-member's message is stored"
+            );
             assert!(ids.insert(m.id), "id {} stored twice", m.id);
             if let Some(a) = &m.action {
-                let t = by_id.get(&a.target).expect("action on a message of another conversation");
-                assert!(t.action.is_none() && t.seq < m.seq, "action on an action or a later entry");
+                let t = by_id
+                    .get(&a.target)
+                    .expect("action on a message of another conversation");
+                assert!(
+                    t.action.is_none() && t.seq < m.seq,
+                    "action on an action or a later entry"
+                );
                 if !matches!(a.kind, ActionKind::React { .. }) {
                     assert_eq!(t.sender, m.sender, "edit or delete by someone else");
                 }
@@ -464,7 +521,10 @@ fn check(store: &SqliteStore, transcripts: &[Arc<Mutex<Transcript>>], seeded: &[
         }
         assert_eq!(marks.len(), members.len());
         for mk in &marks {
-            assert!(mk.read <= mk.delivered && mk.delivered <= last, "marks out of order: {mk:?}");
+            assert!(
+                mk.read <= mk.delivered && mk.delivered <= last,
+                "marks out of order: {mk:?}"
+            );
         }
         members_of.insert(c, members);
     }
@@ -489,31 +549,58 @@ fn check(store: &SqliteStore, transcripts: &[Arc<Mutex<Transcript>>], seeded: &[
             };
             let member = |c: &ConversationId| members_of.get(c).is_some_and(|m| m.contains(&user));
             match f {
-                ServerFrame::Ack { id, conversation, seq, .. } => {
+                ServerFrame::Ack {
+                    id,
+                    conversation,
+                    seq,
+                    ..
+                } => {
                     let m = stored.get(&(user, *id)).expect("acked message not stored");
-                    assert_eq!((m.conversation, m.seq), (*conversation, *seq), "ack differs from the store");
+                    assert_eq!(
+                        (m.conversation, m.seq),
+                        (*conversation, *seq),
+                        "ack differs from the store"
+                    );
                 }
                 ServerFrame::Message { message } => {
-                    assert!(member(&message.conversation), "message pushed to a non-member");
-                    let m = stored.get(&(message.sender, message.id)).expect("pushed message not stored");
+                    assert!(
+                        member(&message.conversation),
+                        "message pushed to a non-member"
+                    );
+                    let m = stored
+                        .get(&(message.sender, message.id))
+                        .expect("pushed message not stored");
                     assert_eq!(m.seq, message.seq);
                 }
                 ServerFrame::Marks { conversation, .. } => {
                     assert!(member(conversation), "marks pushed to a non-member")
                 }
-                ServerFrame::Batch { conversation, messages, last_seq, .. } => {
+                ServerFrame::Batch {
+                    conversation,
+                    messages,
+                    last_seq,
+                    ..
+                } => {
                     assert!(member(conversation), "batch for a non-member");
                     for w in messages.windows(2) {
                         assert_eq!(w[1].seq, w[0].seq.next(), "batch with a gap");
                     }
-                    assert!(messages.iter().all(|m| m.seq <= *last_seq && m.conversation == *conversation));
+                    assert!(messages
+                        .iter()
+                        .all(|m| m.seq <= *last_seq && m.conversation == *conversation));
                 }
                 ServerFrame::Conversation { conversation, .. } => {
-                    assert!(conversation.members.iter().any(|m| m.user == user), "foreign conversation");
+                    assert!(
+                        conversation.members.iter().any(|m| m.user == user),
+                        "foreign conversation"
+                    );
                 }
                 ServerFrame::Conversations { conversations, .. } => {
                     for c in conversations {
-                        assert!(c.members.iter().any(|m| m.user == user), "foreign conversation listed");
+                        assert!(
+                            c.members.iter().any(|m| m.user == user),
+                            "foreign conversation listed"
+                        );
                     }
                 }
                 _ => {}
@@ -528,14 +615,29 @@ async fn run_script(script: &Script) {
     let mut users = Vec::new();
     let mut seeded_tokens = Vec::new();
     for name in NAMES {
-        users.push(auth::register(dyn_store.clone(), name.into(), PASSWORD.into()).await.expect("register"));
-        let ok = auth::login(dyn_store.clone(), name.into(), PASSWORD.into(), "seed".into()).await.expect("login");
+        users.push(
+            auth::register(dyn_store.clone(), name.into(), PASSWORD.into())
+                .await
+                .expect("register"),
+        );
+        let ok = auth::login(
+            dyn_store.clone(),
+            name.into(),
+            PASSWORD.into(),
+            "seed".into(),
+        )
+        .await
+        .expect("login");
         seeded_tokens.push(ok.token);
     }
-    let seeded_convs: Vec<ConversationId> = [vec![users[0], users[1]], vec![users[0]], vec![users[1], users[2]]]
-        .iter()
-        .map(|m| store.create_conversation("seed", m).expect("create").id)
-        .collect();
+    let seeded_convs: Vec<ConversationId> = [
+        vec![users[0], users[1]],
+        vec![users[0]],
+        vec![users[1], users[2]],
+    ]
+    .iter()
+    .map(|m| store.create_conversation("seed", m).expect("create").id)
+    .collect();
     let config = ServerConfig {
         limits: Limits {
             max_body_bytes: usize::from(script.max_body).max(1),
@@ -550,6 +652,7 @@ async fn run_script(script: &Script) {
     };
     let mut h = Harness {
         server: InMemoryServer::start(config, dyn_store),
+        auto_hello: script.auto_hello,
         learned: Arc::default(),
         seeded_tokens,
         seeded_convs: seeded_convs.clone(),
@@ -565,15 +668,20 @@ async fn run_script(script: &Script) {
             h.close(k).await;
         }
     }
-    let Harness { server, closed: transcripts, .. } = h;
-    server.stop().await.expect("the server did not stop cleanly");
+    let Harness {
+        server,
+        closed: transcripts,
+        ..
+    } = h;
+    server
+        .stop()
+        .await
+        .expect("the server did not stop cleanly");
     check(&store, &transcripts, &seeded_convs);
 }
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(script) = Script::arbitrary_take_rest(Unstructured::new(data)) else {
-        return;
-    };
+// `cargo fuzz fmt server_frames <input>` prints an input as a `Script`.
+fuzz_target!(|script: Script| {
     // One current-thread runtime for the process: every input still gets
     // its own store and server, but not a new blocking thread pool.
     thread_local! {
