@@ -9,7 +9,10 @@ use super::lite;
 use super::load::{self, Appender, MaxRate, OpenLoop};
 use super::report::{per_sec, Report, Table};
 use super::server::{BenchServer, Seeder};
-use super::stats::{ProcFigures, ProcWatch};
+use super::stats::{self, ProcFigures, ProcWatch};
+
+/// Name of the server's group-commit thread (`crates/server/src/commit.rs`).
+const COMMITTER: &str = "chatsync-commit";
 use super::Ctx;
 use anyhow::Context;
 use chatsync_protocol::{ClientFrame, ConversationId, MessageId, ServerFrame};
@@ -141,6 +144,11 @@ struct Figures {
     max_rate_server: Option<ProcFigures>,
     /// CPU of this process (the load generator) during the max-rate run.
     max_rate_load_generator: Option<ProcFigures>,
+    /// Server CPU time per acknowledged message in the max-rate run, µs.
+    server_cpu_us_per_message: Option<f64>,
+    /// CPU time of the server's group-commit thread per acknowledged
+    /// message, µs: the serial part that bounds throughput.
+    committer_cpu_us_per_message: Option<f64>,
     open_loop: OpenLoop,
     open_loop_server: Option<ProcFigures>,
     note: &'static str,
@@ -177,6 +185,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let open_server = watch.finish();
     let watch = ProcWatch::start(server.pid);
     let generator = ProcWatch::start(Some(std::process::id()));
+    let committer0 = server
+        .pid
+        .and_then(|p| stats::thread_cpu_seconds(p, COMMITTER));
     let max = load::max_rate(
         ctx,
         &system,
@@ -188,6 +199,14 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     .await;
     let max_server = watch.finish();
     let max_generator = generator.finish();
+    let committer = server
+        .pid
+        .and_then(|p| stats::thread_cpu_seconds(p, COMMITTER))
+        .zip(committer0)
+        .map(|(b, a)| b - a);
+    let per_msg = |cpu: f64| 1e6 * cpu / (max.messages.max(1) as f64);
+    let server_cpu_us_per_message = max_server.map(|s| per_msg(s.cpu_seconds));
+    let committer_cpu_us_per_message = committer.map(per_msg);
     drop(system);
     server.stop().await;
 
@@ -220,6 +239,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             max_generator.map(|g| g.cpu_percent).unwrap_or(0.0)
         );
     }
+    if let (Some(s), Some(c)) = (server_cpu_us_per_message, committer_cpu_us_per_message) {
+        println!(
+            "server CPU per acknowledged message: {s:.1}µs, of which the group-commit thread {c:.1}µs (serial: at most {} with a core to itself, before fsync waits)",
+            per_sec(1e6 / c.max(1e-3))
+        );
+    }
     report.key.chatsync_max_per_s = Some(max.acked_per_s);
     report.key.chatsync_max_ack_p50_us = Some(max.ack.p50_us);
     report.key.chatsync_lite_p50_us = Some(open.ack.p50_us);
@@ -230,6 +255,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             max_rate: max,
             max_rate_server: max_server,
             max_rate_load_generator: max_generator,
+            server_cpu_us_per_message,
+            committer_cpu_us_per_message,
             open_loop: open,
             open_loop_server: open_server,
             note: "recipients offline: the durable accept path, as a publish-ack measures it",
