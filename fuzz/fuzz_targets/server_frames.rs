@@ -30,8 +30,8 @@
 
 use arbitrary::Arbitrary;
 use chatsync_protocol::{
-    decode_server, encode, ActionKind, ActionRef, ClientFrame, ConversationId, Limits, MessageId,
-    Seq, ServerFrame, UserId, WireMessage, PROTOCOL_VERSION, WS_PATH,
+    decode_client, decode_server, encode, ActionKind, ActionRef, ClientFrame, ConversationId,
+    Limits, MessageId, Seq, ServerFrame, UserId, WireMessage, PROTOCOL_VERSION, WS_PATH,
 };
 use chatsync_server::store::ServerStore;
 use chatsync_server::testing::InMemoryServer;
@@ -400,6 +400,18 @@ impl Harness {
         }
     }
 
+    /// Sends a text message; if it is a `hello` (a mutated or arbitrary
+    /// text can be one too), records its token first.
+    async fn send_text(&mut self, k: u8, text: String) {
+        if let Ok(ClientFrame::Hello { token, .. }) = decode_client(&text) {
+            let revoked = lock(&self.learned).revoked.contains(&token);
+            if let Some(live) = self.conn(k).await {
+                lock(&live.transcript).hello.get_or_insert((token, revoked));
+            }
+        }
+        self.send(k, Message::text(text)).await;
+    }
+
     async fn close(&mut self, k: usize) {
         if let Some(mut live) = self.conns[k].take() {
             let _ = live.sink.close().await;
@@ -417,25 +429,17 @@ impl Harness {
         match op {
             Op::Frame(k, f) => {
                 let nonce = u64::from(*k);
-                let frame = self.client_frame(f, nonce);
-                if let ClientFrame::Hello { token, .. } = &frame {
-                    let revoked = lock(&self.learned).revoked.contains(token);
-                    if let Some(live) = self.conn(*k).await {
-                        lock(&live.transcript)
-                            .hello
-                            .get_or_insert((token.clone(), revoked));
-                    }
-                }
-                self.send(*k, Message::text(encode(&frame))).await;
+                let frame = encode(&self.client_frame(f, nonce));
+                self.send_text(*k, frame).await;
             }
-            Op::Text(k, text) => self.send(*k, Message::text(text.clone())).await,
+            Op::Text(k, text) => self.send_text(*k, text.clone()).await,
             Op::Mutated(k, f, at, byte) => {
                 let mut bytes = encode(&self.client_frame(f, 7)).into_bytes();
                 let at = usize::from(*at) % bytes.len();
                 bytes[at] = *byte;
                 // Only valid UTF-8 can be a text message.
                 if let Ok(text) = String::from_utf8(bytes) {
-                    self.send(*k, Message::text(text)).await;
+                    self.send_text(*k, text).await;
                 }
             }
             Op::Binary(k, data) => self.send(*k, Message::binary(data.clone())).await,
