@@ -50,6 +50,18 @@ enum Command {
     History(commands::tail::HistoryArgs),
     /// Print incoming messages and status changes live.
     Tail(commands::tail::Args),
+    /// Edit one of your messages (shown at once, confirmed by the server).
+    Edit(commands::act::EditArgs),
+    /// Delete one of your messages (a placeholder remains; its text is erased).
+    Delete(commands::act::DeleteArgs),
+    /// Set or remove a reaction on a message.
+    React(commands::act::ReactArgs),
+    /// Mark a conversation read (up to the newest message by default).
+    Read(commands::act::ReadArgs),
+    /// Send a Failed message or action again (same id, so never twice).
+    Retry(commands::act::IdArgs),
+    /// Drop a Failed message or action, or one that never left this device.
+    Discard(commands::act::IdArgs),
     /// Full-screen terminal chat client on the stored session.
     Tui(commands::tui::Args),
     /// Replay real conversations through a live server and many clients,
@@ -95,6 +107,12 @@ fn main() -> ExitCode {
             Command::Flush(a) => commands::send::flush(a).await,
             Command::History(a) => commands::tail::history(a).await,
             Command::Tail(a) => commands::tail::run(a).await,
+            Command::Edit(a) => commands::act::edit(a).await,
+            Command::Delete(a) => commands::act::delete(a).await,
+            Command::React(a) => commands::act::react(a).await,
+            Command::Read(a) => commands::act::read(a).await,
+            Command::Retry(a) => commands::act::retry(a).await,
+            Command::Discard(a) => commands::act::discard(a).await,
             Command::Tui(a) => commands::tui::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Bench(a) => bench::run(a).await,
