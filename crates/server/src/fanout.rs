@@ -9,6 +9,7 @@
 use axum::extract::ws::Utf8Bytes;
 use chatsync_protocol::{DeviceId, UserId};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 
@@ -37,6 +38,11 @@ pub struct Subscriber {
     pub kick: Arc<Notify>,
     /// The session (device) it authenticated with.
     pub device: DeviceId,
+    /// Raised once the connection's `welcome` is queued; until then it is
+    /// offered no push, so no push can precede its `welcome`. What it
+    /// misses meanwhile was committed before the client could read the
+    /// `welcome`, so the catch-up that follows it returns it.
+    pub ready: Arc<AtomicBool>,
 }
 
 /// The account already has as many connections as allowed.
@@ -107,7 +113,7 @@ impl Hub {
                 continue;
             };
             subs.retain(|sub| {
-                if Some(sub.conn) == except {
+                if Some(sub.conn) == except || !sub.ready.load(Ordering::Acquire) {
                     return true;
                 }
                 match sub.tx.try_send(Outbound::Frame(frame.clone())) {
@@ -179,6 +185,7 @@ mod tests {
                 tx,
                 kick: Arc::new(Notify::new()),
                 device: DeviceId(uuid::Uuid::from_u128(u128::from(conn))),
+                ready: Arc::new(AtomicBool::new(true)),
             },
             rx,
         )

@@ -1160,3 +1160,66 @@ async fn a_client_that_never_reads_cannot_hold_its_connection() {
     eprintln!("authenticated non-reader cut after {took:?}");
     server.stop().await;
 }
+
+/// Regression (found by the `server_frames` fuzz target): a connection was
+/// registered for pushes when its `hello` was read, while its `welcome`
+/// waited behind the answers queued before it, so a push could reach the
+/// client before its `welcome` — which the reference client rejects as a
+/// protocol error. Here bob's new connection pipelines a slow `login` and
+/// a `hello` while alice keeps sending: the answers come first, in order.
+#[tokio::test]
+async fn no_push_precedes_the_welcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut n = normal(server.addr).await;
+    for round in 0..5 {
+        let mut bob = Client::connect(server.addr).await;
+        // Answered one after the other: a hash each.
+        const LOGINS: usize = 10;
+        let first = bob.req();
+        for _ in 0..LOGINS {
+            let req = bob.req();
+            bob.send(&ClientFrame::Login {
+                req,
+                username: "bob".into(),
+                password: PASSWORD.into(),
+                device_name: "race".into(),
+            })
+            .await;
+        }
+        bob.send(&ClientFrame::Hello {
+            version: chatsync_protocol::PROTOCOL_VERSION,
+            token: n.bob.token.clone(),
+        })
+        .await;
+        // Committed once the hello is handled (this test client has Nagle
+        // on: its frames may take a delayed-ACK round), while the logins
+        // are still being hashed.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let id = MessageId::new();
+        let body = format!("race {round}");
+        let seq = acked(&mut n.alice, message(id, n.conv, &body)).await;
+        n.history.push((seq, id, n.alice.user, body, false));
+        pushed(&mut n.bob).await;
+        for i in 1..=LOGINS as u64 {
+            let frame = bob.recv().await;
+            assert!(
+                matches!(frame, ServerFrame::LoggedIn { req, .. } if req == first + i),
+                "round {round}: {frame:?} came before logged_in"
+            );
+        }
+        assert!(
+            matches!(bob.recv().await, ServerFrame::Welcome { .. }),
+            "round {round}: something came before welcome"
+        );
+        // A message committed after the welcome is pushed.
+        let id = MessageId::new();
+        let seq = acked(&mut n.alice, message(id, n.conv, "after")).await;
+        n.history
+            .push((seq, id, n.alice.user, "after".into(), false));
+        pushed(&mut n.bob).await;
+        assert_eq!(pushed(&mut bob).await.id, id);
+    }
+    n.still_intact().await;
+    server.stop().await;
+}

@@ -56,6 +56,10 @@ pub(super) enum Reply {
     Later(BoxFuture<'static, Option<ServerFrame>>),
     /// Close the connection after everything before it.
     Close(u16, &'static str),
+    /// `welcome`: once it is in the outbound queue, the flag is raised and
+    /// the hub starts offering pushes to this connection, so that no push
+    /// ever overtakes it (nor the answers queued before it).
+    Welcome(ServerFrame, Arc<AtomicBool>),
 }
 
 /// Whether to keep reading.
@@ -318,6 +322,14 @@ async fn respond_loop(mut replies: mpsc::Receiver<Reply>, out: mpsc::Sender<Outb
                 None => continue,
             },
             Reply::Close(code, reason) => Outbound::Close(code, reason),
+            Reply::Welcome(frame, ready) => {
+                let item = Outbound::Frame(Utf8Bytes::from(encode(&frame)));
+                if out.send(item).await.is_err() {
+                    return;
+                }
+                ready.store(true, Ordering::Release);
+                continue;
+            }
         };
         if out.send(item).await.is_err() {
             return;

@@ -12,6 +12,7 @@ use chatsync_protocol::{
     check_conversation, encode, ActionRef, ClientFrame, ConversationId, ErrorCode, MessageId,
     Refusal, Seq, ServerFrame, UserId, PROTOCOL_VERSION,
 };
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -231,11 +232,13 @@ impl Conn {
                     .await;
             }
         };
+        let ready = Arc::new(AtomicBool::new(false));
         let sub = Subscriber {
             conn: self.id,
             tx: self.out.clone(),
             kick: self.kick.clone(),
             device: session.device,
+            ready: ready.clone(),
         };
         match self.state.hub.attach(session.user, sub) {
             Ok(attachment) => self.attachment = Some(attachment),
@@ -267,7 +270,7 @@ impl Conn {
             server_time: now_ms(),
         };
         self.auth = Some(me);
-        self.reply(welcome).await
+        self.push(Reply::Welcome(welcome, ready)).await
     }
 
     /// `logout`: revokes the connection's session, so its token never
