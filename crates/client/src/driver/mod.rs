@@ -384,7 +384,13 @@ impl<S: ClientStore> Driver<S> {
                 self.core.handle_disconnected(now);
             }
             Err(e) => {
-                tracing::warn!("connection task failed: {e}");
+                // A cancelled attempt is the normal end of a client shut
+                // down mid-connect; anything else is worth a warning.
+                if e.is_cancelled() {
+                    tracing::debug!("connection attempt cancelled: {e}");
+                } else {
+                    tracing::warn!("connection task failed: {e}");
+                }
                 self.core.handle_disconnected(now);
             }
         }
