@@ -75,6 +75,19 @@ fn cli_errors_are_one_clear_line_with_a_nonzero_exit() {
         "a refused body was queued"
     );
 
+    // Several bodies, one over the limit: all or nothing, so running the
+    // command again cannot duplicate the ones before it.
+    let out = run(&["send", TITLE, "short", &over, "ok again", "--data", &a]);
+    assert_one_line_error(
+        "send a batch with one body over the limit",
+        &out,
+        &["2 of 3", "nothing was queued"],
+    );
+    assert!(
+        history(&w.a, &w.conv).is_empty(),
+        "part of a refused batch was queued"
+    );
+
     // An empty body.
     let out = run(&["send", TITLE, "", "--data", &a]);
     assert_one_line_error("send an empty body", &out, &["empty"]);

@@ -360,6 +360,12 @@ impl Client {
         .await
     }
 
+    /// The limits `send` checks against: the last ones the server
+    /// announced (defaults before the first connection).
+    pub async fn limits(&self) -> Result<chatsync_protocol::Limits, ClientError> {
+        self.call(|reply| Command::Limits { reply }).await
+    }
+
     /// Ids of this device's messages still Sending, in send order.
     pub async fn sending(&self) -> Result<Vec<MessageId>, ClientError> {
         self.call(|reply| Command::Sending { reply }).await

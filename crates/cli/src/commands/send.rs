@@ -62,6 +62,18 @@ impl Until {
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let client = open_client(&a.client.data).await?;
     let conv = resolve_conversation(&client, &a.conversation).await?;
+    // All or nothing: a body that can only fail is refused before any of
+    // the others is queued, so running the command again cannot duplicate.
+    let limits = client.limits().await?;
+    for (i, body) in a.bodies.iter().enumerate() {
+        if let Err((_, why)) = chatsync_protocol::check_body(body, &limits) {
+            bail!(
+                "message {} of {}: {why}; nothing was queued",
+                i + 1,
+                a.bodies.len()
+            );
+        }
+    }
     let mut timeline = client.subscribe(conv, 1).await?;
     let start = Instant::now();
     let mut pending = std::collections::HashMap::new();

@@ -91,6 +91,9 @@ pub(crate) enum Command {
         conversation: ConversationId,
         reply: Reply<u64>,
     },
+    Limits {
+        reply: Reply<chatsync_protocol::Limits>,
+    },
     ReconnectNow,
     /// Drops the connection as if the network failed (tests, chaos).
     DropConnection,
@@ -291,6 +294,9 @@ impl<S: ClientStore> Driver<S> {
             }
             Command::Sending { reply } => {
                 let _ = reply.send(Ok(self.core.sending()));
+            }
+            Command::Limits { reply } => {
+                let _ = reply.send(Ok(self.core.limits().clone()));
             }
             Command::ReconnectNow => self.core.reconnect_now(now),
             Command::DropConnection => {
