@@ -49,6 +49,7 @@ pub mod commit;
 mod error;
 pub mod fanout;
 mod gateway;
+pub mod push;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;

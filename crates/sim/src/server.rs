@@ -26,9 +26,9 @@
 
 use chatsync_protocol::{
     check_conversation, check_send, ActionRef, ClientFrame, ConversationId, ConversationInfo,
-    ErrorCode, Limits, MemberMarks, MessageId, Refusal, Seq, ServerFrame, UserId, WireMessage,
-    PROTOCOL_VERSION,
+    ErrorCode, Limits, MessageId, Refusal, Seq, ServerFrame, UserId, PROTOCOL_VERSION,
 };
+use chatsync_server::push::push_for;
 use chatsync_server::store::{WriteOp, WriteOutcome};
 use chatsync_server::{ServerError, ServerStore, SqliteStore};
 use std::collections::{BTreeMap, VecDeque};
@@ -528,60 +528,11 @@ impl SimServer {
     /// The commit hook: a new message to every member's connection but the
     /// sender's; a moved mark to every member's connection.
     fn publish(&self, q: &Queued, outcome: &WriteOutcome, out: &mut Out) {
-        let (conversation, frame, except) = match (&q.op, outcome) {
-            (
-                WriteOp::Append {
-                    sender,
-                    id,
-                    conversation,
-                    body,
-                    action,
-                },
-                WriteOutcome::Appended(a),
-            ) if !a.duplicate => {
-                let message = WireMessage {
-                    id: *id,
-                    conversation: *conversation,
-                    seq: a.seq,
-                    sender: *sender,
-                    sender_name: q.username.clone(),
-                    body: body.clone(),
-                    server_ts: a.server_ts,
-                    action: action.clone(),
-                };
-                (
-                    *conversation,
-                    ServerFrame::Message { message },
-                    Some(q.origin),
-                )
-            }
-            (
-                WriteOp::Delivered {
-                    conversation, user, ..
-                }
-                | WriteOp::Read {
-                    conversation, user, ..
-                },
-                WriteOutcome::Marks {
-                    delivered,
-                    read,
-                    changed: true,
-                },
-            ) => {
-                let marks = MemberMarks {
-                    user: *user,
-                    username: q.username.clone(),
-                    delivered: *delivered,
-                    read: *read,
-                };
-                let frame = ServerFrame::Marks {
-                    conversation: *conversation,
-                    marks,
-                };
-                (*conversation, frame, None)
-            }
-            _ => return,
+        // The real server's rule for what a commit pushes, and to whom.
+        let Some((conversation, frame, skip_origin)) = push_for(&q.op, outcome, &q.username) else {
+            return;
         };
+        let except = skip_origin.then_some(q.origin);
         if let Ok(Some(members)) = self.store.members(conversation) {
             self.push(&members, except, &frame, out);
         }

@@ -21,7 +21,7 @@ use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use chatsync_protocol::{encode, MemberMarks, ServerFrame, WireMessage};
+use chatsync_protocol::encode;
 use members::MembersCache;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -94,60 +94,12 @@ fn publish_committed(
     outcome: &WriteOutcome,
     ctx: &CommitCtx,
 ) {
-    let (conversation, frame, except) = match (op, outcome) {
-        (
-            WriteOp::Append {
-                sender,
-                id,
-                conversation,
-                body,
-                action,
-            },
-            WriteOutcome::Appended(a),
-        ) if !a.duplicate => {
-            let message = WireMessage {
-                id: *id,
-                conversation: *conversation,
-                seq: a.seq,
-                sender: *sender,
-                sender_name: ctx.username.to_string(),
-                body: body.clone(),
-                server_ts: a.server_ts,
-                action: action.clone(),
-            };
-            (
-                *conversation,
-                ServerFrame::Message { message },
-                Some(ctx.origin),
-            )
-        }
-        (
-            WriteOp::Delivered {
-                conversation, user, ..
-            }
-            | WriteOp::Read {
-                conversation, user, ..
-            },
-            WriteOutcome::Marks {
-                delivered,
-                read,
-                changed: true,
-            },
-        ) => {
-            let marks = MemberMarks {
-                user: *user,
-                username: ctx.username.to_string(),
-                delivered: *delivered,
-                read: *read,
-            };
-            let frame = ServerFrame::Marks {
-                conversation: *conversation,
-                marks,
-            };
-            (*conversation, frame, None)
-        }
-        _ => return,
+    let Some((conversation, frame, skip_origin)) =
+        crate::push::push_for(op, outcome, &ctx.username)
+    else {
+        return;
     };
+    let except = skip_origin.then_some(ctx.origin);
     match members.load_blocking(store, conversation) {
         Ok(Some(users)) => hub.publish(&users, except, &Utf8Bytes::from(encode(&frame))),
         Ok(None) => {}
