@@ -204,6 +204,16 @@ impl Rig {
         self.model.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Ids of the actions client `client` made.
+    fn actions_of(&self, client: usize) -> Vec<MessageId> {
+        self.model()
+            .actions
+            .iter()
+            .filter(|(c, _)| *c == client)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
     fn convs_of(&self, client: usize) -> Vec<ConversationId> {
         self.convs
             .iter()
@@ -441,13 +451,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Collect what every client stored, then what the server stored.
     let mut dumps = Vec::new();
     for (i, agent) in rig.agents.iter().enumerate() {
-        let actions: Vec<MessageId> = rig
-            .model()
-            .actions
-            .iter()
-            .filter(|(c, _)| *c == i)
-            .map(|(_, id)| *id)
-            .collect();
+        let actions = rig.actions_of(i);
         let dump: Dump = agent
             .call_as(Cmd::Dump {
                 convs: rig.convs_of(i),
@@ -516,13 +520,7 @@ async fn settle(rig: &Rig, timeout: Duration) -> anyhow::Result<Vec<String>> {
     loop {
         let mut left = Vec::new();
         for (i, agent) in rig.agents.iter().enumerate() {
-            let actions: Vec<MessageId> = rig
-                .model()
-                .actions
-                .iter()
-                .filter(|(c, _)| *c == i)
-                .map(|(_, id)| *id)
-                .collect();
+            let actions = rig.actions_of(i);
             let u: Unsettled = agent
                 .call_as(Cmd::Settled {
                     convs: rig.convs_of(i),
