@@ -56,6 +56,8 @@ fn floors_and_syncer_write_every_figure() {
     let v = bench(&[
         "--suite",
         "floors,syncer",
+        "--members",
+        "3",
         "--messages",
         "60",
         "--rate",
@@ -96,7 +98,7 @@ fn floors_and_syncer_write_every_figure() {
         "send (durable insert)",
         "send → visible as Sending",
         "send → In-Flight",
-        "send → in recipient's storage",
+        "send → in every recipient's storage",
         "send → Success",
     ] {
         assert!(metrics.contains(&m), "no {m} row in {metrics:?}");

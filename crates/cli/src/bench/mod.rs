@@ -85,6 +85,11 @@ pub struct Args {
     /// conversations (streams, rooms) of the peers' open loop.
     #[arg(long, default_value_t = 1)]
     pub senders: usize,
+    /// Members of each syncer conversation: its sender and `members - 1`
+    /// recipients, each a full client library instance with its own
+    /// SQLite storage. Success waits for every recipient.
+    #[arg(long, default_value_t = 2)]
+    pub members: usize,
     /// Syncer suite only: use this running server instead of starting one
     /// (`host:port`; its CPU and memory are then not reported).
     #[arg(long)]
@@ -189,6 +194,10 @@ impl Args {
 /// Runs the selected suites.
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(a.senders >= 1, "--senders must be at least 1");
+    anyhow::ensure!(
+        a.members >= 2,
+        "--members must be at least 2 (a sender and a recipient)"
+    );
     anyhow::ensure!(a.rate > 0.0, "--rate must be positive");
     anyhow::ensure!(a.messages >= 1, "--messages must be at least 1");
     let tmp = tempfile::Builder::new()

@@ -2,7 +2,8 @@
 //! SQLite client storage) send open-loop through a real server process,
 //! and every message's way is timed: `send` (durable insert), visible as
 //! Sending, In-Flight (the server's durable ack), delivered to the
-//! recipient's client storage, Success.
+//! recipient's client storage (every recipient's, with `--members` above
+//! 2), Success.
 
 use super::report::{per_sec, Report, Table};
 use super::server::BenchServer;
@@ -24,6 +25,7 @@ struct Figures {
     rate_target: f64,
     rate_achieved: f64,
     senders: usize,
+    members: usize,
     seconds: f64,
     settled_success: usize,
     /// Largest lag of a `send` call behind its open-loop due time.
@@ -53,8 +55,9 @@ struct Row {
     lat: Lat,
 }
 
-/// Arrival of each message in a recipient's client storage.
-type Deliveries = Arc<Mutex<HashMap<MessageId, Instant>>>;
+/// Arrival of each message in its recipients' client storage: how many
+/// recipients have it, and when the last of them got it.
+type Deliveries = Arc<Mutex<HashMap<MessageId, (usize, Instant)>>>;
 
 /// Runs the client-level latency run.
 pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
@@ -69,7 +72,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("no server"),
     };
 
-    // Clients: sender i talks to recipient i.
+    // Clients: sender i talks to its own `members - 1` recipients.
     let run_id = std::process::id();
     let config = Config {
         reconnect_base: Duration::from_millis(50),
@@ -78,12 +81,14 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     };
     let recorder = Recorder::default();
     let delivered: Deliveries = Arc::default();
+    let recipients = a.members - 1;
     let mut senders = Vec::new();
     let mut keep = Vec::new();
     for i in 0..a.senders {
-        let mut pair = Vec::new();
-        for role in ["s", "r"] {
-            let name = format!("bench{run_id}{role}{i}");
+        let mut group = Vec::new();
+        for role in std::iter::once("s".to_string()).chain((0..recipients).map(|r| format!("r{r}")))
+        {
+            let name = format!("bench{run_id}{role}x{i}");
             chatsync_client::register(&addr, &name, "bench-password")
                 .await
                 .with_context(|| format!("register {name}"))?;
@@ -97,13 +102,11 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             )
             .await?;
             c.wait_connected(Duration::from_secs(10)).await?;
-            pair.push((name, c));
+            group.push((name, c));
         }
-        let (rname, recipient) = pair.pop().context("recipient")?;
-        let (_, sender) = pair.pop().context("sender")?;
-        let conv = sender
-            .create_conversation("bench", &[rname.as_str()])
-            .await?;
+        let (_, sender) = group.remove(0);
+        let names: Vec<&str> = group.iter().map(|(n, _)| n.as_str()).collect();
+        let conv = sender.create_conversation("bench", &names).await?;
         let mut timeline = sender.subscribe(conv.id, 0).await?;
         let rec = recorder.clone();
         tokio::spawn(async move {
@@ -111,26 +114,30 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
                 rec.own_change(&change);
             }
         });
-        // The recipient's subscription shows a message once it is in its
+        // A recipient's subscription shows a message once it is in its
         // client storage.
-        let rtimeline = wait_subscribe(&recipient, conv.id).await?;
-        let d = delivered.clone();
-        tokio::spawn(async move {
-            let mut changes = rtimeline.changes;
-            while let Some(change) = changes.recv().await {
-                if let TimelineChange::Upserted(item) = change {
-                    if !item.own {
-                        let now = Instant::now();
-                        d.lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(item.id)
-                            .or_insert(now);
+        for (_, recipient) in group {
+            let rtimeline = wait_subscribe(&recipient, conv.id).await?;
+            let d = delivered.clone();
+            tokio::spawn(async move {
+                let mut changes = rtimeline.changes;
+                while let Some(change) = changes.recv().await {
+                    if let TimelineChange::Upserted(item) = change {
+                        if !item.own {
+                            let now = Instant::now();
+                            let mut map = d.lock().unwrap_or_else(|p| p.into_inner());
+                            let entry = map.entry(item.id).or_insert((0, now));
+                            // Counted once per recipient: a later upsert of
+                            // the same item (an edit) is not a delivery.
+                            entry.0 += 1;
+                            entry.1 = now;
+                        }
                     }
                 }
-            }
-        });
+            });
+            keep.push(recipient);
+        }
         senders.push((sender, conv.id));
-        keep.push(recipient);
     }
 
     // Open loop: message k is due at start + k / rate, whatever happened to
@@ -235,15 +242,19 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             lat: h.summary(),
         });
         if i == 2 {
-            // Delivery to the recipient sits between In-Flight and Success.
+            // Delivery to the recipients sits between In-Flight and
+            // Success: timed when the last recipient stored it.
             let mut h = LatHist::new();
-            for (id, at) in &delivered {
+            for (id, (count, at)) in &delivered {
+                if *count < recipients {
+                    continue;
+                }
                 if let Some(s) = snap.get(id).and_then(|t| t.started) {
                     h.record(at.saturating_duration_since(s));
                 }
             }
             rows.push(Row {
-                metric: "send → in recipient's storage",
+                metric: "send → in every recipient's storage",
                 lat: h.summary(),
             });
         }
@@ -253,6 +264,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         rate_target: a.rate,
         rate_achieved: rate(total as f64, send_secs),
         senders: a.senders,
+        members: a.members,
         seconds: send_secs,
         settled_success: snap.values().filter(|t| t.success.is_some()).count(),
         max_schedule_lag_us: max_lag.as_secs_f64() * 1e6,
@@ -317,8 +329,8 @@ async fn wait_subscribe(
 fn print_table(f: &Figures) {
     let mut t = Table::new(
         format!(
-            "syncer: {} messages from {} sender(s), open loop at {:.0}/s target, {:.0}/s achieved, {:.1}s; {} reached Success",
-            f.messages, f.senders, f.rate_target, f.rate_achieved, f.seconds, f.settled_success
+            "syncer: {} messages from {} sender(s) to {} recipient(s) each, open loop at {:.0}/s target, {:.0}/s achieved, {:.1}s; {} reached Success",
+            f.messages, f.senders, f.members - 1, f.rate_target, f.rate_achieved, f.seconds, f.settled_success
         ),
         &["latency", "count", "p50", "p90", "p99", "p99.9", "max"],
     );
