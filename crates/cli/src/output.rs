@@ -2,14 +2,17 @@
 
 use chatsync_client::Status;
 
-/// Logs go to stderr; `RUST_LOG` overrides the default level.
+/// Logs go to stderr, coloured only when stderr is a terminal (a log file
+/// gets plain text); `RUST_LOG` overrides the default level.
 pub fn init_tracing(verbose: bool) {
+    use std::io::IsTerminal;
     let default = if verbose { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

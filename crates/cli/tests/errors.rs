@@ -38,6 +38,25 @@ fn assert_one_line_error(what: &str, out: &Output, needles: &[&str]) {
 }
 
 #[test]
+fn flush_names_a_message_that_ended_failed() {
+    let mut w = World::new(&["--max-body-bytes", "100"]);
+    let a = w.a_dir();
+    // Queued while the server is down, within the limit it announced...
+    w.server.proc.kill();
+    let body = "x".repeat(80);
+    let out = run(&["send", TITLE, &body, "--data", &a, "--until", "queued"]);
+    assert_eq!(out.code(), Some(0), "{:?} {}", out.stdout, out.stderr);
+    // ...and refused by the server when it comes back with a smaller one.
+    w.server.restart_with(&["--max-body-bytes", "50"]);
+    let out = run(&["flush", "--data", &a, "--timeout", "30"]);
+    assert_one_line_error(
+        "flush with a refused message",
+        &out,
+        &["1 message", "failed"],
+    );
+}
+
+#[test]
 fn cli_errors_are_one_clear_line_with_a_nonzero_exit() {
     // A small announced limit: the client must use the server's, not the
     // default one.
@@ -47,6 +66,12 @@ fn cli_errors_are_one_clear_line_with_a_nonzero_exit() {
     // send to an unknown conversation title.
     let out = run(&["send", "no-such-room", "hello", "--data", &a]);
     assert_one_line_error("send to an unknown title", &out, &["no-such-room"]);
+    // history of a well-formed id that names no conversation.
+    let stranger = "0190f2f4-8a1b-7c3d-9e4f-5a6b7c8d9e0f";
+    let out = run(&["history", stranger, "--data", &a]);
+    assert_one_line_error("history of an unknown id", &out, &[stranger]);
+    let out = run(&["send", stranger, "hello", "--data", &a]);
+    assert_one_line_error("send to an unknown id", &out, &[stranger]);
 
     // login with a wrong password: refused, and no session is stored.
     let c = w.dir.path().join("carol-device");

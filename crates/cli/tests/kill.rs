@@ -311,7 +311,7 @@ fn sigterm_stops_the_server_promptly_and_keeps_acknowledged_messages() {
     let mut w = World::new(&["--rate", "200", "--burst", "50"]);
     let b = w.b_dir();
     let mut tail = Proc::spawn("tail", &["tail", "--data", &b]);
-    tail.wait_stderr("connection: Connected", LONG);
+    tail.wait_stderr("connection: connected", LONG);
     let n = 300;
     let bodies: Vec<String> = (1..=n).map(|i| format!("t{i:03}")).collect();
     let a = w.a_dir();

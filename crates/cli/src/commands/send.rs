@@ -156,15 +156,17 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Waits until no message of this device is Sending any more.
+/// Waits until no message of this device is Sending any more. Exits
+/// non-zero if any of those it waited for ended Failed, naming the reason.
 pub async fn flush(a: FlushArgs) -> anyhow::Result<ExitCode> {
     let client = open_client(&a.client.data).await?;
     let deadline = Instant::now() + Duration::from_secs_f64(a.timeout);
+    let mut watched = std::collections::HashSet::new();
     loop {
         let sending = client.sending().await?;
+        watched.extend(sending.iter().copied());
         if sending.is_empty() {
-            println!("nothing left in Sending");
-            return Ok(ExitCode::SUCCESS);
+            break;
         }
         if Instant::now() >= deadline {
             eprintln!(
@@ -176,6 +178,28 @@ pub async fn flush(a: FlushArgs) -> anyhow::Result<ExitCode> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut failed = Vec::new();
+    for id in watched {
+        if let Some(item) = client.item(id).await? {
+            if item.status == chatsync_client::Status::Failed {
+                failed.push(item);
+            }
+        }
+    }
+    let Some(first) = failed.first() else {
+        println!("nothing left in Sending");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let why = first
+        .failure
+        .as_ref()
+        .map_or_else(|| "no reason given".to_string(), |f| f.message.clone());
+    eprintln!(
+        "error: {} message(s) ended Failed, e.g. {}: {why} (`chatsync retry ID` or `chatsync discard ID`)",
+        failed.len(),
+        first.id
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 fn ms(start: Instant) -> f64 {

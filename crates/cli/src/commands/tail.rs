@@ -102,7 +102,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut titles = HashMap::new();
     let mut events = client.events();
     let mut state = client.connection();
-    eprintln!("connection: {:?}", *state.borrow());
+    eprintln!("connection: {}", connection_line(*state.borrow()));
     let mut refresh = true;
     loop {
         // Subscribe to every conversation we know; new ones appear as the
@@ -148,9 +148,22 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 _ => {}
             },
             Ok(()) = state.changed() => {
-                eprintln!("connection: {:?}", *state.borrow());
+                eprintln!("connection: {}", connection_line(*state.borrow()));
             }
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
+    }
+}
+
+/// How `tail` reports the connection, for people rather than for Debug.
+fn connection_line(state: chatsync_client::ConnectionState) -> String {
+    use chatsync_client::ConnectionState::*;
+    match state {
+        Connected => "connected".into(),
+        Connecting => "connecting".into(),
+        Reconnecting { in_ms: u64::MAX } => {
+            "stopped: the server refused this session (log in again)".into()
+        }
+        Reconnecting { in_ms } => format!("offline, retrying in {:.1}s", in_ms as f64 / 1000.0),
     }
 }

@@ -332,6 +332,12 @@ impl Server {
         }
     }
 
+    /// [`Server::restart`] with other extra flags (say, other limits).
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     fn launch(data: &Path, listen: &str, extra: &[String]) -> Result<(Proc, String), String> {
         let mut args = vec![
             "server".to_string(),
