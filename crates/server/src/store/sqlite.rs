@@ -13,6 +13,7 @@ use chatsync_protocol::{
 };
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -316,8 +317,111 @@ fn read_messages(
     rows.collect()
 }
 
+/// What one batch's transaction knows about the conversations it touches:
+/// each `last_seq` is read from the table once, advanced in memory by
+/// every append, and written back once, just before the commit. Everything
+/// inside the batch (sequence numbers, marks clamped to `last_seq`) reads
+/// the in-memory value, so it sees the batch's earlier appends.
+#[derive(Default)]
+struct LastSeqs {
+    /// `None`: the conversation does not exist (it cannot appear during
+    /// the batch, whose transaction holds the writer connection).
+    convs: HashMap<ConversationId, Option<LastSeq>>,
+}
+
+#[derive(Clone, Copy)]
+struct LastSeq {
+    /// As stored in `conversations`.
+    stored: Seq,
+    /// After the batch's appends so far.
+    current: Seq,
+}
+
+impl LastSeqs {
+    /// The conversation's `last_seq` as of the batch's writes so far;
+    /// `None` if it does not exist.
+    fn get(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        conversation: ConversationId,
+    ) -> rusqlite::Result<Option<Seq>> {
+        if let Some(known) = self.convs.get(&conversation) {
+            return Ok(known.map(|l| l.current));
+        }
+        let stored = read_last_seq(tx, conversation)?;
+        self.convs.insert(
+            conversation,
+            stored.map(|s| LastSeq {
+                stored: s,
+                current: s,
+            }),
+        );
+        Ok(stored)
+    }
+
+    /// Records that `seq` was just taken in `conversation` (read before
+    /// with [`LastSeqs::get`]).
+    fn advance(&mut self, conversation: ConversationId, seq: Seq) {
+        if let Some(Some(l)) = self.convs.get_mut(&conversation) {
+            l.current = seq;
+        }
+    }
+
+    /// Writes every moved `last_seq` back to `conversations`.
+    fn write_back(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        let mut update =
+            tx.prepare_cached("UPDATE conversations SET last_seq = ?2 WHERE id = ?1")?;
+        for (conversation, l) in &self.convs {
+            if let Some(l) = l {
+                if l.current != l.stored {
+                    update.execute(params![conversation.0.as_bytes(), seq_sql(l.current)])?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `(sender, id)` already is in the store, if anything.
+enum Existing {
+    /// This sender stored it: its original place.
+    Own(Appended),
+    /// Only other senders use this id.
+    Other,
+}
+
+/// Looks a message id up for dedup, by the index on `id` alone: no sort,
+/// and for a new id (the common case) a single index probe that finds
+/// nothing. It sees earlier writes of the same batch too, since they are
+/// in this transaction. Should a database from before ids were unique
+/// across senders hold the id several times, the sender's own copy wins.
+fn existing(
+    tx: &rusqlite::Transaction<'_>,
+    sender: UserId,
+    id: MessageId,
+) -> rusqlite::Result<Option<Existing>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT sender, conversation, seq, server_ts FROM messages WHERE id = ?1",
+    )?;
+    let mut rows = stmt.query(params![id.0.as_bytes()])?;
+    let mut found = None;
+    while let Some(r) = rows.next()? {
+        if uuid_at(r, 0)? == sender.0 {
+            return Ok(Some(Existing::Own(Appended {
+                conversation: ConversationId(uuid_at(r, 1)?),
+                seq: seq_of(r.get(2)?),
+                server_ts: r.get(3)?,
+                duplicate: true,
+            })));
+        }
+        found = Some(Existing::Other);
+    }
+    Ok(found)
+}
+
 fn apply_one(
     tx: &rusqlite::Transaction<'_>,
+    seqs: &mut LastSeqs,
     op: &WriteOp,
     now: i64,
 ) -> rusqlite::Result<WriteOutcome> {
@@ -329,32 +433,13 @@ fn apply_one(
             body,
             action,
         } => {
-            // One lookup by id decides both dedup and conflict. It sees
-            // earlier writes of the same batch too, since they are in this
-            // transaction. A sender's own copy is preferred, should a
-            // database from before the cross-sender rule hold several.
-            let existing: Option<(Uuid, Uuid, i64, i64)> = tx
-                .prepare_cached(
-                    "SELECT sender, conversation, seq, server_ts FROM messages
-                     WHERE id = ?1 ORDER BY sender = ?2 DESC LIMIT 1",
-                )?
-                .query_row(params![id.0.as_bytes(), sender.0.as_bytes()], |r| {
-                    Ok((uuid_at(r, 0)?, uuid_at(r, 1)?, r.get(2)?, r.get(3)?))
-                })
-                .optional()?;
-            match existing {
-                Some((owner, conv, seq, ts)) if owner == sender.0 => {
-                    return Ok(WriteOutcome::Appended(Appended {
-                        conversation: ConversationId(conv),
-                        seq: seq_of(seq),
-                        server_ts: ts,
-                        duplicate: true,
-                    }));
-                }
-                Some(_) => return Ok(WriteOutcome::Rejected(ErrorCode::IdConflict)),
+            // One lookup by id decides both dedup and conflict.
+            match existing(tx, *sender, *id)? {
+                Some(Existing::Own(original)) => return Ok(WriteOutcome::Appended(original)),
+                Some(Existing::Other) => return Ok(WriteOutcome::Rejected(ErrorCode::IdConflict)),
                 None => {}
             }
-            let Some(last) = read_last_seq(tx, *conversation)? else {
+            let Some(last) = seqs.get(tx, *conversation)? else {
                 return Ok(WriteOutcome::Rejected(ErrorCode::UnknownConversation));
             };
             // Validated after dedup (a resend gets its original ack even if
@@ -392,8 +477,8 @@ fn apply_one(
                 target,
                 on
             ])?;
-            tx.prepare_cached("UPDATE conversations SET last_seq = ?2 WHERE id = ?1")?
-                .execute(params![conversation.0.as_bytes(), seq_sql(seq)])?;
+            // `conversations.last_seq` is written once, at the batch's end.
+            seqs.advance(*conversation, seq);
             if let (Some(action), Some(target_seq)) = (action, target_seq) {
                 if action.kind == ActionKind::Delete {
                     erase(tx, *conversation, target_seq, action.target)?;
@@ -410,12 +495,12 @@ fn apply_one(
             conversation,
             user,
             seq,
-        } => move_marks(tx, *conversation, *user, *seq, false),
+        } => move_marks(tx, seqs, *conversation, *user, *seq, false),
         WriteOp::Read {
             conversation,
             user,
             seq,
-        } => move_marks(tx, *conversation, *user, *seq, true),
+        } => move_marks(tx, seqs, *conversation, *user, *seq, true),
     }
 }
 
@@ -432,22 +517,29 @@ fn check_action(
     action: &ActionRef,
 ) -> rusqlite::Result<Result<Seq, ErrorCode>> {
     // Should a database from before ids were unique across senders hold
-    // the id twice in this conversation, the sender's own copy is taken.
-    let target: Option<(Uuid, i64, bool)> = tx
-        .prepare_cached(
-            "SELECT sender, seq, deleted FROM messages
-             WHERE id = ?1 AND conversation = ?2 AND action_kind IS NULL
-             ORDER BY sender = ?3 DESC, seq LIMIT 1",
-        )?
-        .query_row(
-            params![
-                action.target.0.as_bytes(),
-                conversation.0.as_bytes(),
-                sender.0.as_bytes()
-            ],
-            |r| Ok((uuid_at(r, 0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+    // the id twice in this conversation, the sender's own copy is taken,
+    // else the earliest. Picked here rather than by an ORDER BY, which
+    // would build a temporary B-tree for every action.
+    let mut stmt = tx.prepare_cached(
+        "SELECT sender, seq, deleted FROM messages
+         WHERE id = ?1 AND conversation = ?2 AND action_kind IS NULL",
+    )?;
+    let mut rows = stmt.query(params![
+        action.target.0.as_bytes(),
+        conversation.0.as_bytes()
+    ])?;
+    let mut target: Option<(Uuid, i64, bool)> = None;
+    while let Some(r) = rows.next()? {
+        let row: (Uuid, i64, bool) = (uuid_at(r, 0)?, r.get(1)?, r.get(2)?);
+        if row.0 == sender.0 {
+            target = Some(row);
+            break;
+        }
+        match target {
+            Some(earliest) if earliest.1 <= row.1 => {}
+            _ => target = Some(row),
+        }
+    }
     let Some((author, seq, deleted)) = target else {
         return Ok(Err(ErrorCode::NotFound));
     };
@@ -485,12 +577,14 @@ fn erase(
 /// report never moves a mark back.
 fn move_marks(
     tx: &rusqlite::Transaction<'_>,
+    seqs: &mut LastSeqs,
     conversation: ConversationId,
     user: UserId,
     seq: Seq,
     read: bool,
 ) -> rusqlite::Result<WriteOutcome> {
-    let Some(last) = read_last_seq(tx, conversation)? else {
+    // Clamped against the batch's own appends too.
+    let Some(last) = seqs.get(tx, conversation)? else {
         return Ok(WriteOutcome::Rejected(ErrorCode::UnknownConversation));
     };
     let old: Option<(i64, i64)> = tx
@@ -677,10 +771,12 @@ impl ServerStore for SqliteStore {
         let mut conn = self.write_conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
+        let mut seqs = LastSeqs::default();
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
-            outcomes.push(apply_one(&tx, op, now)?);
+            outcomes.push(apply_one(&tx, &mut seqs, op, now)?);
         }
+        seqs.write_back(&tx)?;
         // The one fsync of the batch happens here; until it returns, no
         // outcome leaves this function, so no ack precedes durability.
         tx.commit()?;
@@ -951,6 +1047,22 @@ mod tests {
             .apply_batch(&[act(b, MessageId::new(), c, "mine", id, ActionKind::Edit)])
             .unwrap();
         assert_eq!(appended(&out[0]).seq, Seq(3));
+        // Anyone else's action takes the earliest copy: once that one is
+        // deleted, a reaction to the id is refused as gone, while its other
+        // owner still reacts to their own copy.
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE messages SET deleted = 1 WHERE seq = 1", [])
+            .unwrap();
+        let like = ActionKind::React { on: true };
+        let out = store
+            .apply_batch(&[
+                act(carol, MessageId::new(), c, "👍", id, like),
+                act(b, MessageId::new(), c, "👍", id, like),
+            ])
+            .unwrap();
+        assert_eq!(out[0], WriteOutcome::Rejected(ErrorCode::Gone));
+        assert_eq!(appended(&out[1]).seq, Seq(4));
     }
 
     #[test]
@@ -1344,5 +1456,171 @@ mod tests {
             .apply_batch(&[act(a, MessageId::new(), c, "new", m, ActionKind::Edit)])
             .unwrap();
         assert_eq!(appended(&out[0]).seq, Seq(2));
+    }
+
+    fn stored_last_seq(store: &SqliteStore, c: ConversationId) -> Seq {
+        store.marks(c).unwrap().unwrap().1
+    }
+
+    #[test]
+    fn last_seq_is_kept_per_conversation_across_an_interleaved_batch() {
+        let (store, a, b, c1) = store_with_pair();
+        let c2 = store.create_conversation("two", &[a, b]).unwrap().id;
+        let c3 = store.create_conversation("three", &[b]).unwrap().id;
+        store
+            .apply_batch(&[append(a, MessageId::new(), c2, "before")])
+            .unwrap();
+        let convs = [c1, c2, c1, c3, c2, c2, c1, c3];
+        let ops: Vec<_> = convs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| append(b, MessageId::new(), *c, &i.to_string()))
+            .collect();
+        let out = store.apply_batch(&ops).unwrap();
+        let seqs: Vec<u64> = out.iter().map(|o| appended(o).seq.0).collect();
+        assert_eq!(seqs, vec![1, 2, 2, 1, 3, 4, 3, 2]);
+        // Written back once, and every reader sees it.
+        assert_eq!(stored_last_seq(&store, c1), Seq(3));
+        assert_eq!(stored_last_seq(&store, c2), Seq(4));
+        assert_eq!(stored_last_seq(&store, c3), Seq(2));
+        assert_eq!(
+            store.page(c2, Seq::ZERO, 10).unwrap().unwrap().last_seq,
+            Seq(4)
+        );
+        assert_eq!(store.conversations_of(b).unwrap().len(), 3);
+        // The next batch carries on from there, without gaps.
+        let out = store
+            .apply_batch(&[
+                append(a, MessageId::new(), c2, "x"),
+                append(a, MessageId::new(), c1, "y"),
+            ])
+            .unwrap();
+        assert_eq!(appended(&out[0]).seq, Seq(5));
+        assert_eq!(appended(&out[1]).seq, Seq(4));
+        for (c, last) in [(c1, 4), (c2, 5), (c3, 2)] {
+            let all = store.messages_after(c, Seq::ZERO, 100).unwrap();
+            let seqs: Vec<u64> = all.iter().map(|m| m.seq.0).collect();
+            assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn refused_and_duplicate_appends_take_no_seq_within_a_batch() {
+        let (store, a, b, c) = store_with_pair();
+        let (m1, m2) = (MessageId::new(), MessageId::new());
+        let out = store
+            .apply_batch(&[
+                append(a, m1, c, "one"),
+                // The same message again, in the same batch.
+                append(a, m1, c, "one"),
+                append(a, MessageId::new(), ConversationId::new(), "nowhere"),
+                append(b, m1, c, "stolen id"),
+                act(
+                    a,
+                    MessageId::new(),
+                    c,
+                    "x",
+                    MessageId::new(),
+                    ActionKind::Edit,
+                ),
+                append(a, m2, c, "two"),
+            ])
+            .unwrap();
+        let first = appended(&out[0]);
+        assert_eq!(first.seq, Seq(1));
+        assert_eq!(
+            out[1],
+            WriteOutcome::Appended(Appended {
+                duplicate: true,
+                ..first
+            })
+        );
+        assert_eq!(
+            out[2],
+            WriteOutcome::Rejected(ErrorCode::UnknownConversation)
+        );
+        assert_eq!(out[3], WriteOutcome::Rejected(ErrorCode::IdConflict));
+        assert_eq!(out[4], WriteOutcome::Rejected(ErrorCode::NotFound));
+        assert_eq!(appended(&out[5]).seq, Seq(2));
+        assert_eq!(stored_last_seq(&store, c), Seq(2));
+        // Across batches: both are duplicates, in any order.
+        let out = store
+            .apply_batch(&[append(a, m2, c, "two"), append(a, m1, c, "one")])
+            .unwrap();
+        assert_eq!(
+            (appended(&out[0]).seq, appended(&out[0]).duplicate),
+            (Seq(2), true)
+        );
+        assert_eq!(
+            (appended(&out[1]).seq, appended(&out[1]).duplicate),
+            (Seq(1), true)
+        );
+        assert_eq!(stored_last_seq(&store, c), Seq(2));
+    }
+
+    #[test]
+    fn marks_and_actions_see_the_batchs_own_appends() {
+        let (store, a, b, c) = store_with_pair();
+        let other = store.create_conversation("other", &[a, b]).unwrap().id;
+        let m = MessageId::new();
+        let d = |conversation, seq| WriteOp::Delivered {
+            conversation,
+            user: b,
+            seq: Seq(seq),
+        };
+        let r = |conversation, seq| WriteOp::Read {
+            conversation,
+            user: b,
+            seq: Seq(seq),
+        };
+        let out = store
+            .apply_batch(&[
+                // Nothing stored yet: clamped to 0.
+                d(c, 5),
+                append(a, m, c, "one"),
+                // Clamped to the seq just taken in this batch.
+                d(c, 5),
+                append(a, MessageId::new(), other, "elsewhere"),
+                act(
+                    b,
+                    MessageId::new(),
+                    c,
+                    "👍",
+                    m,
+                    ActionKind::React { on: true },
+                ),
+                r(c, 99),
+                // The other conversation has its own last_seq.
+                r(other, 99),
+            ])
+            .unwrap();
+        assert_eq!(out[0], marks(0, 0, false));
+        assert_eq!(out[2], marks(1, 0, true));
+        assert_eq!(appended(&out[4]).seq, Seq(2));
+        assert_eq!(out[5], marks(2, 2, true));
+        assert_eq!(out[6], marks(1, 1, true));
+        let (listed, last) = store.marks(c).unwrap().unwrap();
+        assert_eq!(last, Seq(2));
+        let bob = listed.iter().find(|x| x.user == b).unwrap();
+        assert_eq!((bob.delivered, bob.read), (Seq(2), Seq(2)));
+    }
+
+    #[test]
+    fn a_failed_batch_stores_nothing_not_even_last_seq() {
+        let (store, a, _, c) = store_with_pair();
+        store
+            .apply_batch(&[append(a, MessageId::new(), c, "kept")])
+            .unwrap();
+        // An unknown sender breaks a foreign key: the whole batch fails.
+        let kept = MessageId::new();
+        let failed = store.apply_batch(&[
+            append(a, kept, c, "rolled back"),
+            append(UserId::new(), MessageId::new(), c, "no such account"),
+        ]);
+        assert!(failed.is_err());
+        assert_eq!(stored_last_seq(&store, c), Seq(1));
+        let out = store.apply_batch(&[append(a, kept, c, "again")]).unwrap();
+        let again = appended(&out[0]);
+        assert_eq!((again.seq, again.duplicate), (Seq(2), false));
     }
 }
