@@ -3,19 +3,27 @@
 //! Writers submit a [`WriteOp`] and get a oneshot for its outcome. The thread
 //! takes everything queued (up to [`MAX_BATCH`]), applies it with ONE
 //! [`ServerStore::apply_batch`] call — one transaction, one fsync — and only
-//! then answers each submitter. Under load many messages share one fsync,
-//! which is where the server's throughput comes from; under no load a single
-//! message is committed at once, with no added wait.
+//! then lets each submitter be answered. Under load many messages share one
+//! fsync, which is where the server's throughput comes from; under no load a
+//! single message is committed at once, with no added wait.
+//!
+//! The committer thread does storage only. Each committed batch goes, in
+//! order, to a second thread (the fan-out thread) that runs the `on_commit`
+//! hook for each write and then answers its submitter, while the committer
+//! already applies the next batch. One thread, fed in commit order, keeps
+//! the pushes in commit order, and each write's pushes leave before its
+//! answer, as before; no answer leaves before its batch is durable.
 //!
 //! The channel is FIFO and the batch is applied in order, so the order of
 //! submission is the order of sequence numbers. A batch whose commit fails
 //! is retried in place; if it keeps failing, the committer refuses every
-//! later write too, so a failure can never let later writes overtake it. A connection that submits its
-//! sends one after another therefore gets its messages stored in that order,
-//! without waiting for each commit.
+//! later write too, so a failure can never let later writes overtake it. A
+//! connection that submits its sends one after another therefore gets its
+//! messages stored in that order, without waiting for each commit.
 
 use crate::store::{ServerStore, WriteOp, WriteOutcome};
 use crate::ServerError;
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -37,6 +45,10 @@ const RETRY_DELAYS: [Duration; 5] = [
 /// Submissions waiting for the thread; submitters wait (backpressure) when full.
 const QUEUE: usize = 8192;
 
+/// Committed batches waiting for the fan-out thread; the committer waits
+/// when it is this far ahead.
+const FANOUT_QUEUE: usize = 4;
+
 /// What a submitter eventually learns.
 pub type CommitResult = Result<WriteOutcome, ServerError>;
 
@@ -57,17 +69,32 @@ pub struct Committer<C> {
 }
 
 impl<C: Send + 'static> Committer<C> {
-    /// Starts the thread. `on_commit` runs on it for every write, after the
-    /// batch is durable and before its submitter is answered; it must not
-    /// block (the gateway only does non-blocking channel sends there).
+    /// Starts the committer thread and its fan-out thread. `on_commit` runs
+    /// on the fan-out thread for every write, in commit order, after the
+    /// batch is durable and right before its submitter is answered; it must
+    /// not block (the gateway only does non-blocking channel sends there).
+    /// The committer thread meanwhile applies the next batch: it does
+    /// storage only.
     pub fn start<F>(store: Arc<dyn ServerStore>, on_commit: F) -> Result<Self, ServerError>
     where
         F: FnMut(&WriteOp, &WriteOutcome, &C) + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(FANOUT_QUEUE);
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel();
+        let fanout = std::thread::Builder::new()
+            .name("chatsync-fanout".into())
+            .spawn(move || answer(done_rx, spare_tx, on_commit))?;
         let thread = std::thread::Builder::new()
             .name("chatsync-committer".into())
-            .spawn(move || run(store, rx, on_commit))?;
+            .spawn(move || {
+                run(store, rx, &done_tx, &spare_rx);
+                // Everything committed is answered before the thread ends.
+                drop(done_tx);
+                if fanout.join().is_err() {
+                    tracing::error!("the committer's fan-out thread panicked");
+                }
+            })?;
         Ok(Committer {
             tx,
             thread: Mutex::new(Some(thread)),
@@ -120,16 +147,33 @@ impl<C: Send + 'static> Committer<C> {
     }
 }
 
-fn run<C, F>(store: Arc<dyn ServerStore>, mut rx: mpsc::Receiver<Msg<C>>, mut on_commit: F)
-where
-    F: FnMut(&WriteOp, &WriteOutcome, &C),
-{
-    let mut ops = Vec::with_capacity(MAX_BATCH);
-    let mut waiters = Vec::with_capacity(MAX_BATCH);
+/// A submitter's context and where to send its outcome.
+type Waiter<C> = (C, Option<oneshot::Sender<CommitResult>>);
+
+/// A batch handed from the committer thread to the fan-out thread.
+struct Done<C> {
+    ops: Vec<WriteOp>,
+    waiters: Vec<Waiter<C>>,
+    /// One outcome per op, or why none of them was stored.
+    result: Result<Vec<WriteOutcome>, String>,
+}
+
+/// The committer thread: batches, applies, and hands each batch, in
+/// order, to the fan-out thread. Their vectors come back through `spare`
+/// to be reused.
+fn run<C>(
+    store: Arc<dyn ServerStore>,
+    mut rx: mpsc::Receiver<Msg<C>>,
+    done: &SyncSender<Done<C>>,
+    spare: &Receiver<(Vec<WriteOp>, Vec<Waiter<C>>)>,
+) {
     let mut poisoned = false;
     // After Stop the channel is closed: blocking_recv still yields what was
     // queued before, then None, so nothing submitted is dropped.
     while let Some(first) = rx.blocking_recv() {
+        let (mut ops, mut waiters) = spare
+            .try_recv()
+            .unwrap_or_else(|_| (Vec::with_capacity(MAX_BATCH), Vec::with_capacity(MAX_BATCH)));
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -146,24 +190,73 @@ where
         if ops.is_empty() {
             continue;
         }
-        if poisoned {
-            fail_all(&mut waiters, "the store failed earlier; restart the server");
-            ops.clear();
-            continue;
+        let result = if poisoned {
+            Err("the store failed earlier; restart the server".to_owned())
+        } else {
+            // A failed batch is retried in place: writes queued behind it
+            // wait rather than overtake it, which would reorder a
+            // connection's sends.
+            let result = with_retries(&RETRY_DELAYS, std::thread::sleep, || {
+                store.apply_batch(&ops)
+            });
+            if result.is_err() {
+                // Still failing: accept nothing more rather than commit
+                // later writes before these (a resend of the refused ones
+                // would land after them). Every later write is refused as
+                // unavailable.
+                poisoned = true;
+            }
+            match result {
+                Ok(outcomes) if outcomes.len() == ops.len() => Ok(outcomes),
+                Ok(outcomes) => {
+                    tracing::error!(
+                        ops = ops.len(),
+                        outcomes = outcomes.len(),
+                        "store returned the wrong number of outcomes"
+                    );
+                    Err("store returned the wrong number of outcomes".to_owned())
+                }
+                Err(e) => {
+                    tracing::error!(ops = ops.len(), error = %e, "batch commit failed");
+                    Err(e.to_string())
+                }
+            }
+        };
+        let batch = Done {
+            ops,
+            waiters,
+            result,
+        };
+        if done.send(batch).is_err() {
+            // The fan-out thread is gone (its hook panicked): the batch's
+            // submitters see the committer as stopped, and so does
+            // everyone after them.
+            tracing::error!("the committer's fan-out thread is gone; stopping");
+            return;
         }
-        // A failed batch is retried in place: writes queued behind it wait
-        // rather than overtake it, which would reorder a connection's sends.
-        let result = with_retries(&RETRY_DELAYS, std::thread::sleep, || {
-            store.apply_batch(&ops)
-        });
-        if result.is_err() {
-            // Still failing: accept nothing more rather than commit later
-            // writes before these (a resend of the refused ones would land
-            // after them). Every later write is refused as unavailable.
-            poisoned = true;
-        }
+    }
+    tracing::debug!("committer stopped");
+}
+
+/// The fan-out thread: for each batch, in commit order, runs the hook for
+/// each write and then answers its submitter, so the pushes of a write
+/// leave before its answer, and every push of a batch before any push of
+/// the next.
+fn answer<C, F>(
+    done: Receiver<Done<C>>,
+    spare: Sender<(Vec<WriteOp>, Vec<Waiter<C>>)>,
+    mut on_commit: F,
+) where
+    F: FnMut(&WriteOp, &WriteOutcome, &C),
+{
+    for Done {
+        mut ops,
+        mut waiters,
+        result,
+    } in done
+    {
         match result {
-            Ok(outcomes) if outcomes.len() == ops.len() => {
+            Ok(outcomes) => {
                 for ((op, outcome), (ctx, reply)) in
                     ops.iter().zip(&outcomes).zip(waiters.drain(..))
                 {
@@ -175,23 +268,13 @@ where
                     }
                 }
             }
-            Ok(outcomes) => {
-                tracing::error!(
-                    ops = ops.len(),
-                    outcomes = outcomes.len(),
-                    "store returned the wrong number of outcomes"
-                );
-                fail_all(&mut waiters, "store returned the wrong number of outcomes");
-            }
-            Err(e) => {
-                tracing::error!(ops = ops.len(), error = %e, "batch commit failed");
-                fail_all(&mut waiters, &e.to_string());
-            }
+            Err(why) => fail_all(&mut waiters, &why),
         }
         ops.clear();
         waiters.clear();
+        // The committer may have ended already; then the vectors just go.
+        let _ = spare.send((ops, waiters));
     }
-    tracing::debug!("committer stopped");
 }
 
 /// Runs `attempt` until it succeeds, sleeping `delays` between attempts;
@@ -213,7 +296,7 @@ fn with_retries<T>(
     result
 }
 
-fn fail_all<C>(waiters: &mut Vec<(C, Option<oneshot::Sender<CommitResult>>)>, why: &str) {
+fn fail_all<C>(waiters: &mut Vec<Waiter<C>>, why: &str) {
     for (_, reply) in waiters.drain(..) {
         if let Some(reply) = reply {
             let _ = reply.send(Err(ServerError::BatchFailed(why.to_owned())));
@@ -301,5 +384,56 @@ mod tests {
             committer.submit(late, 0).await,
             Err(ServerError::CommitterStopped)
         ));
+    }
+
+    #[tokio::test]
+    async fn the_hook_runs_off_the_committer_thread_before_each_answer() {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let a = store.create_account("a", "h").unwrap();
+        let c = store.create_conversation("t", &[a]).unwrap().id;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let committer = Committer::start(store.clone(), move |op, _outcome, ctx: &u32| {
+            let thread = std::thread::current().name().map(str::to_owned);
+            let kind = matches!(op, WriteOp::Append { .. });
+            seen2.lock().unwrap().push((*ctx, kind, thread));
+        })
+        .unwrap();
+        let mut pending = Vec::new();
+        for i in 0..200u32 {
+            if i % 10 == 9 {
+                let mark = WriteOp::Read {
+                    conversation: c,
+                    user: a,
+                    seq: Seq(u64::from(i)),
+                };
+                committer.submit_detached(mark, i).await.unwrap();
+                continue;
+            }
+            let op = WriteOp::Append {
+                sender: a,
+                id: MessageId::new(),
+                conversation: c,
+                body: i.to_string(),
+                action: None,
+            };
+            pending.push((i, committer.submit(op, i).await.unwrap()));
+        }
+        for (i, rx) in pending {
+            assert!(rx.await.unwrap().is_ok());
+            // The hook of this write, and of every write before it, ran
+            // before its answer.
+            let seen = seen.lock().unwrap();
+            assert!(seen.len() > i as usize);
+            assert_eq!(seen[i as usize].0, i);
+        }
+        committer.stop().await.unwrap();
+        let seen = seen.lock().unwrap();
+        let order: Vec<u32> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(order, (0..200).collect::<Vec<_>>(), "commit order");
+        assert_eq!(seen.iter().filter(|s| !s.1).count(), 20);
+        assert!(seen
+            .iter()
+            .all(|s| s.2.as_deref() == Some("chatsync-fanout")));
     }
 }

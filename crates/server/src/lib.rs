@@ -8,7 +8,7 @@
 //!      │ submit write                 ▲ push
 //!      ▼                              │
 //! group committer thread ── apply_batch (1 txn, 1 fsync) ── store/ (SQLite)
-//!      │ after commit
+//!      │ after commit, in order: its fan-out thread pushes, then answers
 //!      └─► fan-out hub (non-blocking, drops slow consumers)  fanout.rs
 //! ```
 //!

@@ -13,6 +13,8 @@ use super::stats::{self, ProcFigures, ProcWatch};
 
 /// Name of the server's group-commit thread (`crates/server/src/commit.rs`).
 const COMMITTER: &str = "chatsync-commit";
+/// Name of the thread that fans out and answers each committed batch.
+const FANOUT: &str = "chatsync-fanout";
 use super::Ctx;
 use anyhow::Context;
 use chatsync_protocol::{ClientFrame, ConversationId, MessageId, ServerFrame};
@@ -149,6 +151,10 @@ struct Figures {
     /// CPU time of the server's group-commit thread per acknowledged
     /// message, µs: the serial part that bounds throughput.
     committer_cpu_us_per_message: Option<f64>,
+    /// CPU time of the thread that runs the fan-out hook and answers each
+    /// committed batch, per acknowledged message, µs (serial too, but in
+    /// parallel with the committer).
+    fanout_cpu_us_per_message: Option<f64>,
     open_loop: OpenLoop,
     open_loop_server: Option<ProcFigures>,
     note: &'static str,
@@ -188,6 +194,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let committer0 = server
         .pid
         .and_then(|p| stats::thread_cpu_seconds(p, COMMITTER));
+    let fanout0 = server
+        .pid
+        .and_then(|p| stats::thread_cpu_seconds(p, FANOUT));
     let max = load::max_rate(
         ctx,
         &system,
@@ -204,9 +213,15 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         .and_then(|p| stats::thread_cpu_seconds(p, COMMITTER))
         .zip(committer0)
         .map(|(b, a)| b - a);
+    let fanout = server
+        .pid
+        .and_then(|p| stats::thread_cpu_seconds(p, FANOUT))
+        .zip(fanout0)
+        .map(|(b, a)| b - a);
     let per_msg = |cpu: f64| 1e6 * cpu / (max.messages.max(1) as f64);
     let server_cpu_us_per_message = max_server.map(|s| per_msg(s.cpu_seconds));
     let committer_cpu_us_per_message = committer.map(per_msg);
+    let fanout_cpu_us_per_message = fanout.map(per_msg);
     drop(system);
     server.stop().await;
 
@@ -245,6 +260,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             per_sec(1e6 / c.max(1e-3))
         );
     }
+    if let Some(f) = fanout_cpu_us_per_message {
+        println!("fan-out thread (pushes and answers after each commit): {f:.1}µs per acknowledged message");
+    }
     report.key.chatsync_max_per_s = Some(max.acked_per_s);
     report.key.chatsync_max_ack_p50_us = Some(max.ack.p50_us);
     report.key.chatsync_lite_p50_us = Some(open.ack.p50_us);
@@ -257,6 +275,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             max_rate_load_generator: max_generator,
             server_cpu_us_per_message,
             committer_cpu_us_per_message,
+            fanout_cpu_us_per_message,
             open_loop: open,
             open_loop_server: open_server,
             note: "recipients offline: the durable accept path, as a publish-ack measures it",

@@ -52,8 +52,9 @@ pub(crate) struct AppState {
 
 impl AppState {
     /// Builds the state and starts the committer, whose hook fans out every
-    /// new message and every moved mark right after its commit. Publishing
-    /// from the committer thread means pushes leave in sequence order.
+    /// new message and every moved mark right after its commit. The hook
+    /// runs on the committer's single fan-out thread, fed in commit order,
+    /// so pushes leave in sequence order.
     pub(crate) fn new(
         config: ServerConfig,
         store: Arc<dyn ServerStore>,
