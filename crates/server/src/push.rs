@@ -30,7 +30,7 @@ use crate::store::{ServerStore, WriteOp, WriteOutcome};
 use chatsync_protocol::{
     ConversationId, MemberMarks, OthersMarks, Seq, ServerFrame, UserId, WireMessage,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Who a [`Push`] goes to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,9 +203,11 @@ struct Member {
 }
 
 /// Every member's marks in one conversation, ordered by mark so that the
-/// lowest two of each kind are at hand.
+/// lowest two of each kind are at hand. Members are kept in a `BTreeMap` so
+/// that pushes leave in the same order in every run (the simulation replays
+/// seeds).
 struct View {
-    members: HashMap<UserId, Member>,
+    members: BTreeMap<UserId, Member>,
     delivered: BTreeSet<(Seq, UserId)>,
     read: BTreeSet<(Seq, UserId)>,
     /// Nothing was pushed from this view yet: every member must be told.
@@ -228,7 +230,7 @@ fn lowest_but(set: &BTreeSet<(Seq, UserId)>, x: UserId) -> Option<Seq> {
 impl View {
     fn new(members: &[MemberMarks]) -> Self {
         let mut view = View {
-            members: HashMap::with_capacity(members.len()),
+            members: BTreeMap::new(),
             delivered: BTreeSet::new(),
             read: BTreeSet::new(),
             fresh: true,
