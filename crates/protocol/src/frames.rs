@@ -142,6 +142,19 @@ pub struct MemberMarks {
     pub read: Seq,
 }
 
+/// The lowest marks among the members of a conversation other than one
+/// account: what that account's own messages need for Success and Read.
+/// Each field only ever grows, like the marks it summarises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OthersMarks {
+    /// Lowest `delivered` among the other members: every other member has
+    /// stored every message up to it.
+    pub delivered: Seq,
+    /// Lowest `read` among the other members: every other member has read
+    /// up to it.
+    pub read: Seq,
+}
+
 /// A conversation as listed to a member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationInfo {
@@ -284,12 +297,19 @@ pub enum ServerFrame {
         /// The message.
         message: WireMessage,
     },
-    /// A member's marks moved (pushed to every online member).
+    /// A member's marks moved (pushed). It reaches the member's own
+    /// account, and every other member whose [`OthersMarks`] it changed
+    /// (PROTOCOL.md §8.2).
     Marks {
         /// Conversation.
         conversation: ConversationId,
         /// The member's new marks.
         marks: MemberMarks,
+        /// The lowest marks among the members other than the recipient's
+        /// account, after this move. Absent from servers older than this
+        /// field, and in a conversation with no other member.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        others: Option<OthersMarks>,
     },
     /// Answer to `sync`.
     Batch {

@@ -18,7 +18,8 @@ mod limits;
 pub use action::{fold, ActionKind, ActionRef, FoldEvent, Folded, MAX_REACTION_BYTES};
 pub use codec::{decode_client, decode_server, encode, DecodeError};
 pub use frames::{
-    ClientFrame, ConversationInfo, ErrorCode, MemberMarks, Refusal, ServerFrame, WireMessage,
+    ClientFrame, ConversationInfo, ErrorCode, MemberMarks, OthersMarks, Refusal, ServerFrame,
+    WireMessage,
 };
 pub use ids::{ConversationId, DeviceId, MessageId, Seq, UserId};
 pub use limits::{

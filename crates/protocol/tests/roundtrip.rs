@@ -6,8 +6,8 @@
 
 use chatsync_protocol::{
     decode_client, decode_server, encode, ActionKind, ActionRef, ClientFrame, ConversationId,
-    ConversationInfo, DeviceId, ErrorCode, Limits, MemberMarks, MessageId, Refusal, Seq,
-    ServerFrame, UserId, WireMessage,
+    ConversationInfo, DeviceId, ErrorCode, Limits, MemberMarks, MessageId, OthersMarks, Refusal,
+    Seq, ServerFrame, UserId, WireMessage,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -226,9 +226,12 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
             refusal
         }),
         wire_message().prop_map(|message| ServerFrame::Message { message }),
-        (uuid(), marks()).prop_map(|(c, marks)| ServerFrame::Marks {
-            conversation: ConversationId(c),
-            marks
+        (uuid(), marks(), proptest::option::of((seq(), seq()))).prop_map(|(c, marks, others)| {
+            ServerFrame::Marks {
+                conversation: ConversationId(c),
+                marks,
+                others: others.map(|(delivered, read)| OthersMarks { delivered, read }),
+            }
         }),
         (
             any::<u64>(),
@@ -276,4 +279,44 @@ proptest! {
     fn client_frames_are_not_server_frames(frame in client_frame()) {
         prop_assert!(decode_server(&encode(&frame)).is_err());
     }
+}
+
+/// `others` in `marks` is optional both ways: a frame from a server older
+/// than the field decodes with `others: None`, `None` is not written, and
+/// unknown fields inside `others` are ignored like anywhere in a server
+/// frame.
+#[test]
+fn marks_others_is_optional_and_open() {
+    let user = "01a23ceb-fa88-73ca-960f-9dabe3160671";
+    let conv = "01a23ceb-fb02-74cf-91e3-18cbc57133b4";
+    let old = format!(
+        r#"{{"type":"marks","conversation":"{conv}","marks":{{"user":"{user}","username":"bob","delivered":2}}}}"#
+    );
+    let ServerFrame::Marks { marks, others, .. } = decode_server(&old).unwrap() else {
+        panic!("not a marks frame");
+    };
+    assert_eq!(
+        (marks.delivered, marks.read, others),
+        (Seq(2), Seq(0), None)
+    );
+    let text = encode(&ServerFrame::Marks {
+        conversation: ConversationId(Uuid::parse_str(conv).unwrap()),
+        marks: marks.clone(),
+        others: None,
+    });
+    assert!(!text.contains("others"), "{text}");
+
+    let new = format!(
+        r#"{{"type":"marks","conversation":"{conv}","marks":{{"user":"{user}","username":"bob","delivered":2,"read":1}},"others":{{"delivered":5,"read":3,"later":true}}}}"#
+    );
+    let ServerFrame::Marks { others, .. } = decode_server(&new).unwrap() else {
+        panic!("not a marks frame");
+    };
+    assert_eq!(
+        others,
+        Some(OthersMarks {
+            delivered: Seq(5),
+            read: Seq(3)
+        })
+    );
 }

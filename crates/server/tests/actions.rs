@@ -88,6 +88,7 @@ async fn pushed_marks(c: &mut Client) -> (ConversationId, MemberMarks) {
         ServerFrame::Marks {
             conversation,
             marks,
+            ..
         } => (conversation, marks),
         other => panic!("expected a marks push, got {other:?}"),
     }

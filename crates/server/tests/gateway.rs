@@ -193,6 +193,7 @@ async fn received_moves_marks_and_sync_pages_without_gaps() {
             ServerFrame::Marks {
                 conversation,
                 marks,
+                ..
             } => {
                 assert_eq!(conversation, conv);
                 assert_eq!(marks.username, "bob");

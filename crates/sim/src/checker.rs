@@ -24,7 +24,9 @@
 //!   6. *Gap-free catch-up*: every member device has every conversation of
 //!      its account, its cursor at the server's last seq, each message
 //!      folded exactly as [`chatsync_protocol::fold`] folds the server's
-//!      history, each action byte-identical, and the server's marks.
+//!      history, each action byte-identical, its own account's marks as
+//!      the server has them, and other members' marks never ahead of the
+//!      server's (they are not pushed live to everyone: PROTOCOL.md §8.2).
 //!   7. *Bad input*: not applicable here — frames are typed values and the
 //!      syncer only produces valid ones; the decoder and hostile clients
 //!      are covered by the fuzz targets and the gateway's own tests.
@@ -323,11 +325,20 @@ pub fn final_check(w: &mut World) {
                     local.cursor
                 ));
             }
-            // Marks, as the server has them.
+            // Marks: the account's own as the server has them (pushed to
+            // all its devices); another member's never ahead of the server
+            // (they are only pushed to a member when its lowest-of-the-
+            // others moves, PROTOCOL.md §8.2, so they may lag: what they
+            // are for, Success and Read, is checked exactly below).
             if let Ok(Some((marks, _))) = store.marks(conv) {
                 for m in &marks {
                     let mine = local.members.iter().find(|x| x.user == m.user);
-                    if mine.map(|x| (x.delivered, x.read)) != Some((m.delivered, m.read)) {
+                    let wrong = match mine {
+                        None => m.user == me,
+                        Some(x) if m.user == me => (x.delivered, x.read) != (m.delivered, m.read),
+                        Some(x) => x.delivered > m.delivered || x.read > m.read,
+                    };
+                    if wrong {
                         v.push(format!(
                             "gap-free: d{d} has marks {:?} of {} in {cname}; the server {:?}",
                             mine.map(|x| (x.delivered, x.read)),

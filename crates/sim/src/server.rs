@@ -28,7 +28,7 @@ use chatsync_protocol::{
     check_conversation, check_send, ActionRef, ClientFrame, ConversationId, ConversationInfo,
     ErrorCode, Limits, MessageId, Refusal, Seq, ServerFrame, UserId, PROTOCOL_VERSION,
 };
-use chatsync_server::push::push_for;
+use chatsync_server::push::{Audience, PushRule};
 use chatsync_server::store::{WriteOp, WriteOutcome};
 use chatsync_server::{ServerError, ServerStore, SqliteStore};
 use std::collections::{BTreeMap, VecDeque};
@@ -112,6 +112,8 @@ pub struct SimServer {
     /// The next commit fails (a full disk, an I/O error): nothing of its
     /// batch is stored, and every send in it gets a retryable refusal.
     pub fail_next_commit: bool,
+    /// The real server's push rule and its state (lost in a crash).
+    rule: PushRule,
 }
 
 fn refused(id: MessageId, refusal: Refusal) -> ServerFrame {
@@ -153,6 +155,7 @@ impl SimServer {
             sabotage: None,
             sessions: BTreeMap::new(),
             fail_next_commit: false,
+            rule: PushRule::new(),
         })
     }
 
@@ -254,6 +257,7 @@ impl SimServer {
         self.up = false;
         self.queue.clear();
         self.resolved.clear();
+        self.rule = PushRule::new();
         let conns = self.conns.keys().copied().collect();
         self.conns.clear();
         conns
@@ -525,16 +529,20 @@ impl SimServer {
         }
     }
 
-    /// The commit hook: a new message to every member's connection but the
-    /// sender's; a moved mark to every member's connection.
-    fn publish(&self, q: &Queued, outcome: &WriteOutcome, out: &mut Out) {
-        // The real server's rule for what a commit pushes, and to whom.
-        let Some((conversation, frame, skip_origin)) = push_for(&q.op, outcome, &q.username) else {
-            return;
-        };
-        let except = skip_origin.then_some(q.origin);
-        if let Ok(Some(members)) = self.store.members(conversation) {
-            self.push(&members, except, &frame, out);
+    /// The commit hook, with the real server's rule for what a commit
+    /// pushes and to whom (`chatsync_server::push`): a new message to every
+    /// member's connection but the sender's; a moved mark to the member's
+    /// own connections and to the members whose lowest-of-the-others moved.
+    fn publish(&mut self, q: &Queued, outcome: &WriteOutcome, out: &mut Out) {
+        for push in self.rule.pushes(&self.store, &q.op, outcome, &q.username) {
+            match push.to {
+                Audience::Accounts(users) => self.push(&users, None, &push.frame, out),
+                Audience::MembersButOrigin => {
+                    if let Ok(Some(members)) = self.store.members(push.conversation) {
+                        self.push(&members, Some(q.origin), &push.frame, out);
+                    }
+                }
+            }
         }
     }
 

@@ -796,12 +796,17 @@ impl World {
             ServerFrame::Marks {
                 conversation,
                 marks,
+                others,
             } => format!(
-                "marks {} {} delivered {} read {}",
+                "marks {} {} delivered {} read {}{}",
                 n.conv(*conversation),
                 n.user(marks.user),
                 marks.delivered,
-                marks.read
+                marks.read,
+                others.map_or(String::new(), |o| format!(
+                    " others delivered {} read {}",
+                    o.delivered, o.read
+                ))
             ),
             ServerFrame::Batch {
                 req,

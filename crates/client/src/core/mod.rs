@@ -34,7 +34,7 @@ use crate::model::{ConnectionState, Conversation, Failure, Item, Status, Timelin
 use crate::store::{LoadedState, StoreOp};
 use chatsync_protocol::{
     check_send, ActionKind, ActionRef, ClientFrame, ConversationId, ConversationInfo, ErrorCode,
-    Limits, MemberMarks, MessageId, Refusal, Seq, ServerFrame, UserId, WireMessage,
+    Limits, MemberMarks, MessageId, OthersMarks, Refusal, Seq, ServerFrame, UserId, WireMessage,
 };
 use conversation::ConvState;
 use outbox::{Entry, Outbox};
@@ -809,7 +809,8 @@ impl Syncer {
             ServerFrame::Marks {
                 conversation,
                 marks,
-            } => self.on_marks(conversation, &marks),
+                others,
+            } => self.on_marks(conversation, &marks, others),
             ServerFrame::Batch {
                 req,
                 conversation,
@@ -1066,11 +1067,19 @@ impl Syncer {
         }
     }
 
-    fn on_marks(&mut self, conversation: ConversationId, marks: &MemberMarks) {
+    fn on_marks(
+        &mut self,
+        conversation: ConversationId,
+        marks: &MemberMarks,
+        others: Option<OthersMarks>,
+    ) {
         let Some(conv) = self.convs.get_mut(&conversation) else {
             return;
         };
         conv.merge_marks(marks);
+        if let Some(others) = others {
+            conv.merge_others(others);
+        }
         self.out.push_back(Output::Store(StoreOp::SetMarks {
             conversation,
             marks: marks.clone(),

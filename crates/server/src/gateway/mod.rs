@@ -14,6 +14,7 @@ pub(crate) mod upgrade_deadline;
 
 use crate::commit::Committer;
 use crate::fanout::{ConnId, Hub};
+use crate::push::{Audience, PushRule};
 use crate::store::{ServerStore, WriteOp, WriteOutcome};
 use crate::ServerConfig;
 use axum::extract::ws::Utf8Bytes;
@@ -65,8 +66,11 @@ impl AppState {
         let members = Arc::new(MembersCache::default());
         let hook = {
             let (hub, members, store) = (hub.clone(), members.clone(), store.clone());
+            // The push rule's state lives on the committer thread, which
+            // sees every committed write in commit order.
+            let mut rule = PushRule::new();
             move |op: &WriteOp, outcome: &WriteOutcome, ctx: &CommitCtx| {
-                publish_committed(&hub, &members, &*store, op, outcome, ctx)
+                publish_committed(&hub, &members, &*store, &mut rule, op, outcome, ctx)
             }
         };
         let committer = Committer::start(store.clone(), hook)?;
@@ -91,21 +95,23 @@ fn publish_committed(
     hub: &Hub,
     members: &MembersCache,
     store: &dyn ServerStore,
+    rule: &mut PushRule,
     op: &WriteOp,
     outcome: &WriteOutcome,
     ctx: &CommitCtx,
 ) {
-    let Some((conversation, frame, skip_origin)) =
-        crate::push::push_for(op, outcome, &ctx.username)
-    else {
-        return;
-    };
-    let except = skip_origin.then_some(ctx.origin);
-    match members.load_blocking(store, conversation) {
-        Ok(Some(users)) => hub.publish(&users, except, &Utf8Bytes::from(encode(&frame))),
-        Ok(None) => {}
-        // The write is committed; recipients will get it on their next sync.
-        Err(e) => tracing::error!(error = %e, "fan-out: could not read members"),
+    for push in rule.pushes(store, op, outcome, &ctx.username) {
+        let frame = Utf8Bytes::from(encode(&push.frame));
+        match push.to {
+            Audience::Accounts(users) => hub.publish(&users, None, &frame),
+            Audience::MembersButOrigin => match members.load_blocking(store, push.conversation) {
+                Ok(Some(users)) => hub.publish(&users, Some(ctx.origin), &frame),
+                Ok(None) => {}
+                // The write is committed; recipients will get it on their
+                // next sync.
+                Err(e) => tracing::error!(error = %e, "fan-out: could not read members"),
+            },
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use crate::core::{ActionError, Config};
 use crate::model::{Failure, Item, PendingAction, Status};
 use crate::store::ClientStore;
 use chatsync_protocol::{
-    ActionKind, ActionRef, ClientFrame, ErrorCode, MemberMarks, MessageId, Refusal, Seq,
-    ServerFrame, UserId,
+    ActionKind, ActionRef, ClientFrame, ErrorCode, MemberMarks, MessageId, OthersMarks, Refusal,
+    Seq, ServerFrame, UserId,
 };
 use std::collections::BTreeMap;
 use Status::{Failed, InFlight, Read, Sending, Success};
@@ -540,6 +540,10 @@ fn a_read_mark_from_a_stale_device_does_not_move_the_mark_back() {
         ServerFrame::Marks {
             conversation: ab,
             marks: stale,
+            others: Some(OthersMarks {
+                delivered: Seq(1),
+                read: Seq(1),
+            }),
         },
     );
     assert!(w.clients[b].drains.len() > drains);

@@ -18,8 +18,8 @@ use crate::model::{Item, Status, TimelineChange};
 use crate::store::{ClientStore, LoadedState, MemoryStore, StoreOp};
 use chatsync_protocol::{
     check_send, fold, ActionKind, ActionRef, ClientFrame, ConversationId, ConversationInfo,
-    ErrorCode, FoldEvent, Folded, Limits, MemberMarks, MessageId, Refusal, Seq, ServerFrame,
-    UserId, WireMessage,
+    ErrorCode, FoldEvent, Folded, Limits, MemberMarks, MessageId, OthersMarks, Refusal, Seq,
+    ServerFrame, UserId, WireMessage,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -122,6 +122,12 @@ pub struct FakeServer {
     conns: BTreeMap<usize, Conn>,
     /// Refusals given, in order, to the next new (not deduplicated) sends.
     pub scripted: VecDeque<Refusal>,
+    /// Push a moved mark the current way (to its own account, and to the
+    /// members whose `others` it changed) rather than the old way (to
+    /// every member, without `others`). Clients must work with both.
+    pub summary_marks: bool,
+    /// The `others` last pushed to each (conversation, member).
+    others_sent: HashMap<(ConversationId, UserId), Option<OthersMarks>>,
 }
 
 impl FakeServer {
@@ -149,6 +155,8 @@ impl FakeServer {
             acks: HashMap::new(),
             conns: BTreeMap::new(),
             scripted: VecDeque::new(),
+            summary_marks: true,
+            others_sent: HashMap::new(),
         }
     }
 
@@ -206,6 +214,70 @@ impl FakeServer {
         }
     }
 
+    /// The lowest marks among the members of `conv` other than `x`.
+    fn others(&self, conv: &ServerConv, x: UserId) -> Option<OthersMarks> {
+        let others = conv.members.iter().filter(|&&u| u != x);
+        let lowest = |marks: &HashMap<UserId, Seq>| {
+            others
+                .clone()
+                .map(|u| marks.get(u).copied().unwrap_or(Seq::ZERO))
+                .min()
+        };
+        Some(OthersMarks {
+            delivered: lowest(&conv.delivered)?,
+            read: lowest(&conv.read)?,
+        })
+    }
+
+    /// The pushes of a moved mark of `user`. Old rule (`summary_marks`
+    /// off): the member's marks to every member's connection, without
+    /// `others`. Current rule (PROTOCOL.md §8.2): to the member's own
+    /// connections, and to each other member whose `others` changed since
+    /// it was last sent, with that member's `others`.
+    fn marks_moved(
+        &mut self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Vec<(usize, ServerFrame)> {
+        let conv = &self.convs[&conversation];
+        let marks = self.marks(conv, user);
+        let frame = |others| ServerFrame::Marks {
+            conversation,
+            marks: marks.clone(),
+            others,
+        };
+        let conns = self.member_conns(conversation);
+        if !self.summary_marks {
+            return conns.into_iter().map(|to| (to, frame(None))).collect();
+        }
+        let mut tell = Vec::new();
+        for &x in &conv.members {
+            let others = self.others(conv, x);
+            // Before any push, members know the `others` of the empty
+            // conversation from their snapshots: zero.
+            let initial = (conv.members.len() > 1).then(OthersMarks::default);
+            let last = self
+                .others_sent
+                .get(&(conversation, x))
+                .copied()
+                .unwrap_or(initial);
+            if x == user || others != last {
+                tell.push((x, others));
+            }
+        }
+        let mut out = Vec::new();
+        for (x, others) in tell {
+            self.others_sent.insert((conversation, x), others);
+            out.extend(
+                conns
+                    .iter()
+                    .filter(|&&to| self.conns[&to].user == x)
+                    .map(|&to| (to, frame(others))),
+            );
+        }
+        out
+    }
+
     /// Client indices connected as a member of `conv`.
     fn member_conns(&self, conv: ConversationId) -> Vec<usize> {
         let members = &self.convs[&conv].members;
@@ -260,14 +332,7 @@ impl FakeServer {
                 *read = new;
                 let delivered = conv.delivered.entry(user).or_default();
                 *delivered = (*delivered).max(new);
-                let marks = self.marks(&self.convs[&conversation], user);
-                for to in self.member_conns(conversation) {
-                    let frame = ServerFrame::Marks {
-                        conversation,
-                        marks: marks.clone(),
-                    };
-                    out.push((to, frame));
-                }
+                out.extend(self.marks_moved(conversation, user));
             }
             ClientFrame::Received { conversation, seq } => {
                 let Some(conv) = self.convs.get_mut(&conversation) else {
@@ -281,14 +346,7 @@ impl FakeServer {
                 let mark = conv.delivered.entry(user).or_default();
                 if seq > *mark {
                     *mark = seq;
-                    let marks = self.marks(&self.convs[&conversation], user);
-                    for to in self.member_conns(conversation) {
-                        let frame = ServerFrame::Marks {
-                            conversation,
-                            marks: marks.clone(),
-                        };
-                        out.push((to, frame));
-                    }
+                    out.extend(self.marks_moved(conversation, user));
                 }
             }
             ClientFrame::Sync {

@@ -90,6 +90,60 @@ fn in_flight_becomes_success_only_once_every_other_member_has_it() {
     assert_eq!(w.status(A, id), Success);
 }
 
+/// The current push rule: A hears nothing of B's report (the lowest mark
+/// of A's others, C's, did not move) and never learns B's mark live; C's
+/// report moves it, and `others` alone makes the message Success, then
+/// Read. The same steps against a server that pushes every member's marks
+/// to everyone (the rule before `others`) give the same statuses.
+#[test]
+fn the_others_lowest_marks_drive_success_and_read() {
+    for summary in [true, false] {
+        let mut w = World::new(3, 3, &[&[A, B, C]], Config::default());
+        w.server.summary_marks = summary;
+        let mut w = w.start();
+        let abc = conv_id(0);
+        let id = w.send(A, abc, "to both").unwrap();
+        w.deliver_all_to_server(A);
+        w.deliver_all_to_client(A);
+        assert_eq!(w.history(A, id), [Sending, InFlight]);
+
+        w.deliver_all_to_client(B);
+        w.deliver_all_to_server(B);
+        let heard: Vec<ServerFrame> = std::iter::from_fn(|| w.deliver_to_client(A)).collect();
+        assert_eq!(heard.len(), usize::from(!summary), "{heard:?}");
+        assert_eq!(w.status(A, id), InFlight);
+
+        w.deliver_all_to_client(C);
+        w.deliver_all_to_server(C);
+        let heard: Vec<ServerFrame> = std::iter::from_fn(|| w.deliver_to_client(A)).collect();
+        assert_eq!(heard.len(), 1, "{heard:?}");
+        assert_eq!(
+            matches!(&heard[0], ServerFrame::Marks { others: Some(o), .. } if o.delivered == Seq(1)),
+            summary,
+            "{heard:?}"
+        );
+        assert_eq!(w.history(A, id), [Sending, InFlight, Success]);
+        let b_as_a_knows = |w: &World| {
+            w.clients[A]
+                .store
+                .conversations()
+                .unwrap()
+                .into_iter()
+                .flat_map(|c| c.members)
+                .find(|m| m.user == harness::user_id(B))
+                .unwrap()
+                .delivered
+        };
+        assert_eq!(b_as_a_knows(&w), if summary { Seq::ZERO } else { Seq(1) });
+
+        w.mark_read(B, abc, Seq(1)).unwrap();
+        w.mark_read(C, abc, Seq(1)).unwrap();
+        w.run_until_idle();
+        assert_eq!(w.history(A, id), [Sending, InFlight, Success, Status::Read]);
+        w.check_views();
+    }
+}
+
 #[test]
 fn sending_goes_straight_to_success_when_the_ack_comes_after_the_delivery() {
     let mut w = pair();

@@ -671,8 +671,12 @@ fn check_marks_forward(w: &World, server_before: &mut Marks, clients_before: &mu
     }
 }
 
-fn run(events: &[Ev]) {
-    let mut w = World::with_devices(3, DEVICES, CONVS, config()).start();
+/// Runs `events`; `summary_marks` picks the server's push rule for marks
+/// (the current one, or the one before `others`: clients meet both).
+fn run(events: &[Ev], summary_marks: bool) {
+    let mut w = World::with_devices(3, DEVICES, CONVS, config());
+    w.server.summary_marks = summary_marks;
+    let mut w = w.start();
     let mut bodies = 0;
     let mut server_marks = BTreeMap::new();
     let mut client_marks = vec![BTreeMap::new(); CLIENTS];
@@ -696,8 +700,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn invariants_hold_under_random_faults(events in prop::collection::vec(event(), 1..120)) {
-        run(&events);
+    fn invariants_hold_under_random_faults(
+        events in prop::collection::vec(event(), 1..120),
+        summary_marks in any::<bool>(),
+    ) {
+        run(&events, summary_marks);
     }
 }
 
@@ -754,5 +761,6 @@ fn a_busy_scenario_holds_the_invariants() {
         },
         Advance(3000),
     ];
-    run(&events);
+    run(&events, true);
+    run(&events, false);
 }
