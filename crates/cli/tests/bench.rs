@@ -163,3 +163,52 @@ fn server_suites_write_every_figure() {
         Some(0)
     );
 }
+
+#[test]
+fn history_suite_writes_every_figure() {
+    let v = bench(&[
+        "--suite",
+        "history",
+        "--history-server",
+        "3000",
+        "--history-client",
+        "1000",
+        "--history-conversations",
+        "5",
+        "--history-messages",
+        "60",
+        "--history-rate",
+        "400",
+        "--history-pages",
+        "20",
+    ]);
+    for p in [
+        "suites.history.fill.seconds",
+        "suites.history.fill.appends_per_s",
+        "suites.history.catch_up.msgs_per_s",
+        "key.history_server_messages",
+        "key.history_client_messages",
+    ] {
+        positive(&v, p);
+    }
+    for side in ["empty", "full"] {
+        for fig in ["send", "in_flight", "page_newest", "page_deep"] {
+            positive(&v, &format!("suites.history.{side}.{fig}.p50_us"));
+            positive(&v, &format!("suites.history.{side}.{fig}.p99_us"));
+        }
+        let s = &v["suites"]["history"][side];
+        assert_eq!(s["send_errors"].as_u64(), Some(0), "{side}: {s}");
+        assert_eq!(s["not_in_flight"].as_u64(), Some(0), "{side}: {s}");
+        assert_eq!(s["short_pages"].as_u64(), Some(0), "{side}: {s}");
+    }
+    // The full conversation holds what the client caught up and what it sent.
+    assert_eq!(
+        v["suites"]["history"]["full"]["messages_in_conversation"].as_u64(),
+        Some(1060)
+    );
+    let ratios = v["suites"]["history"]["ratios"].as_array().unwrap();
+    assert_eq!(ratios.len(), 4);
+    for r in ratios {
+        assert!(r["p50"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}

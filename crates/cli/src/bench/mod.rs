@@ -12,6 +12,7 @@
 //! | `fanout` | one message to every member of 10, 100, 1,000-member conversations | [`fanout`] |
 //! | `catchup` | a real client reconnecting after missing 100,000 messages | [`catchup`] |
 //! | `connections` | many idle authenticated connections: server RSS per connection | [`connections`] |
+//! | `history` | send and timeline paging with 10 M messages in the server store and 1 M in a client store, against empty stores | [`history`] |
 //!
 //! Every suite starts its own `chatsync server` process (fresh data
 //! directory) so that its CPU and memory are the suite's own. Each prints
@@ -22,6 +23,7 @@ mod catchup;
 mod connections;
 mod fanout;
 mod floors;
+mod history;
 mod lite;
 mod load;
 mod peers;
@@ -61,6 +63,8 @@ pub enum Suite {
     Catchup,
     /// Many idle connections.
     Connections,
+    /// Send and paging with a large history, against empty stores.
+    History,
 }
 
 /// Arguments of `bench`.
@@ -150,6 +154,26 @@ pub struct Args {
     /// Messages missed before the catch-up client reconnects.
     #[arg(long, default_value_t = 100_000)]
     pub catchup_messages: usize,
+
+    /// History suite: messages in the full server store.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub history_server: usize,
+    /// History suite: messages of the full server store in the measured
+    /// conversation, which its client catches up (so its store holds them).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub history_client: usize,
+    /// History suite: conversations sharing the rest of the server's messages.
+    #[arg(long, default_value_t = 1000)]
+    pub history_conversations: usize,
+    /// History suite: messages sent per side (empty, full).
+    #[arg(long, default_value_t = 2000)]
+    pub history_messages: usize,
+    /// History suite: open-loop rate of those sends, messages per second.
+    #[arg(long, default_value_t = 200.0)]
+    pub history_rate: f64,
+    /// History suite: timeline pages read per kind (newest, deep) and side.
+    #[arg(long, default_value_t = 1000)]
+    pub history_pages: usize,
 }
 
 /// What every suite gets.
@@ -260,6 +284,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         "connections",
         connections::run(&ctx, &mut report)
     );
+    suite!(Suite::History, "history", history::run(&ctx, &mut report));
 
     report.finish();
     if let Some(path) = &a.json {

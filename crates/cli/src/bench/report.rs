@@ -205,6 +205,12 @@ pub struct Key {
     pub catchup_per_s: Option<f64>,
     /// Catch-up: messages missed.
     pub catchup_messages: Option<f64>,
+    /// History: messages in the full server store.
+    pub history_server_messages: Option<f64>,
+    /// History: messages in the full client store.
+    pub history_client_messages: Option<f64>,
+    /// History: (figure, full / empty p50) for send, In-Flight and paging.
+    pub history_ratios: Vec<(&'static str, f64)>,
 }
 
 /// A side-by-side row: name, p50, p99, max acked/s.
@@ -494,12 +500,37 @@ fn goals(k: &Key) -> Vec<Goal> {
             _ => None,
         }),
     });
-    out.push(Goal {
-        goal: "10 M server / 1 M client history within 10% of empty".into(),
-        measured: "not implemented in this tool yet".into(),
-        verdict: "not measured",
-    });
+    out.push(history_goal(k));
     out
+}
+
+/// Scale of history: every p50 with the full stores within 10% of the
+/// empty ones, measured at 10 M / 1 M messages or more.
+fn history_goal(k: &Key) -> Goal {
+    let measured = match (k.history_server_messages, k.history_client_messages) {
+        (Some(s), Some(c)) if !k.history_ratios.is_empty() => format!(
+            "{} server / {} client, full/empty p50: {}",
+            thousands(s as u64),
+            thousands(c as u64),
+            k.history_ratios
+                .iter()
+                .map(|(f, r)| format!("{f} {r:.2}×"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => "-".into(),
+    };
+    let ok = match (k.history_server_messages, k.history_client_messages) {
+        (Some(s), Some(c)) if s >= 1e7 && c >= 1e6 && !k.history_ratios.is_empty() => {
+            Some(k.history_ratios.iter().all(|(_, r)| *r <= 1.10))
+        }
+        _ => None,
+    };
+    Goal {
+        goal: "10 M server / 1 M client history within 10% of empty".into(),
+        measured,
+        verdict: verdict(ok),
+    }
 }
 
 /// Linear or better: from each size to the next, the p50 time to the last

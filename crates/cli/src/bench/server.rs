@@ -43,6 +43,20 @@ impl BenchServer {
         })
     }
 
+    /// Starts `chatsync server` with data in `dir`, no rate limit, on
+    /// `listen` (`host:port`): a server started again on the address its
+    /// clients stored.
+    pub async fn start_on(dir: &Path, listen: &str) -> anyhow::Result<BenchServer> {
+        let spawned = Spawned::start_with(dir, listen, &["--rate", "0"]).await?;
+        let dir_s = dir.to_string_lossy();
+        let pid = stats::find_pid(&["server", "--data", &dir_s]);
+        Ok(BenchServer {
+            addr: spawned.addr.clone(),
+            pid,
+            spawned,
+        })
+    }
+
     /// Resident memory of the server now, in bytes.
     pub fn rss(&self) -> Option<u64> {
         self.pid.and_then(stats::rss_bytes)

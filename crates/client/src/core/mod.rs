@@ -10,7 +10,10 @@
 //! [`Output::Transmit`] frames in order. That order is what makes the
 //! guarantees hold: a message is durable before `send` returns, and a
 //! delivery acknowledgement (`received`) only leaves once the messages it
-//! covers are stored.
+//! covers are stored. A `sync` request depends on no write, so a driver may
+//! transmit it before the store writes of its drain: during catch-up the
+//! core asks for the next page as soon as a page arrives, and the server
+//! reads it while the device stores this one.
 //!
 //! Inputs:
 //! * user actions: [`Syncer::send`], [`Syncer::retry`], [`Syncer::discard`],
@@ -1106,6 +1109,19 @@ impl Syncer {
         conv.sync_req = None;
         conv.info.last_seq = conv.info.last_seq.max(last_seq);
         let empty = messages.is_empty();
+        // Pipelining: when this page is exactly the run cursor+1..=end and
+        // more remains, ask for the page after `end` now, before this one
+        // is stored. Once it is stored the cursor is `end`, so the next
+        // page extends it without a gap; meanwhile the server reads it
+        // while this device writes (the driver may transmit a `sync` ahead
+        // of the store writes of the same drain: it depends on none).
+        let cursor = conv.info.cursor.0;
+        let consecutive = messages
+            .iter()
+            .zip(cursor + 1..)
+            .all(|(m, seq)| m.conversation == conversation && m.seq.0 == seq);
+        let end = Seq(cursor + messages.len() as u64);
+        let next = (!empty && consecutive && end < conv.info.last_seq).then_some(end);
         for m in &members {
             conv.merge_marks(m);
         }
@@ -1119,6 +1135,9 @@ impl Syncer {
                 members,
                 last_seq: last,
             }));
+        if let Some(after) = next {
+            self.request_page(conversation, after);
+        }
         for m in messages {
             if m.conversation == conversation {
                 self.on_confirmed(now, m);
@@ -1246,7 +1265,21 @@ impl Syncer {
         }
     }
 
+    /// Starts paging from the cursor, unless a page is already asked for.
     fn ensure_sync(&mut self, conversation: ConversationId) {
+        let Some(conv) = self.convs.get(&conversation) else {
+            return;
+        };
+        if conv.sync_req.is_some() {
+            return;
+        }
+        let after = conv.info.cursor;
+        self.request_page(conversation, after);
+    }
+
+    /// Asks for the page after `after` (online only); it becomes the one
+    /// request of the conversation whose answer is taken.
+    fn request_page(&mut self, conversation: ConversationId, after: Seq) {
         if !self.is_online() {
             return;
         }
@@ -1255,12 +1288,8 @@ impl Syncer {
         let Some(conv) = self.convs.get_mut(&conversation) else {
             return;
         };
-        if conv.sync_req.is_some() {
-            return;
-        }
         self.next_req += 1;
         conv.sync_req = Some(req);
-        let after = conv.info.cursor;
         self.transmit(ClientFrame::Sync {
             req,
             conversation,

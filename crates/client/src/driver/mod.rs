@@ -186,7 +186,7 @@ impl<S: ClientStore> Driver<S> {
                     Ok(id) => {
                         // The reply goes out once the insert is committed,
                         // before anything is transmitted.
-                        let frames = self.apply_outputs()?;
+                        let frames = self.apply_outputs().await?;
                         let _ = reply.send(Ok(id));
                         let _ = self.transmit(frames).await;
                         // (a broken connection is handled by the flush below)
@@ -262,7 +262,7 @@ impl<S: ClientStore> Driver<S> {
                 let r = self.act(now, target, act);
                 match r {
                     Ok(id) => {
-                        let frames = self.apply_outputs()?;
+                        let frames = self.apply_outputs().await?;
                         let _ = reply.send(Ok(id));
                         let _ = self.transmit(frames).await;
                     }
@@ -426,7 +426,13 @@ impl<S: ClientStore> Driver<S> {
     /// Applies every pending output of the core, then transmits.
     async fn flush(&mut self) -> Result<(), ClientError> {
         loop {
-            let frames = self.apply_outputs()?;
+            let had_link = self.ws.is_some();
+            let frames = self.apply_outputs().await?;
+            if had_link && self.ws.is_none() {
+                // Lost while sending a request ahead of the writes: the rest
+                // cannot go, and the core's reaction waits to be drained.
+                continue;
+            }
             if frames.is_empty() || self.transmit(frames).await {
                 return Ok(());
             }
@@ -436,7 +442,12 @@ impl<S: ClientStore> Driver<S> {
 
     /// Drains the core: store writes in one transaction, then timeline
     /// changes and events. Returns the frames to transmit afterwards.
-    fn apply_outputs(&mut self) -> Result<Vec<ClientFrame>, ClientError> {
+    ///
+    /// One exception to "frames after the store writes": a `sync` request
+    /// depends on no write (it claims nothing, unlike `received`), so it
+    /// leaves first. During catch-up the server then reads the next page
+    /// while this device stores the current one.
+    async fn apply_outputs(&mut self) -> Result<Vec<ClientFrame>, ClientError> {
         let mut ops: Vec<StoreOp> = Vec::new();
         let mut frames = Vec::new();
         let mut changes: Vec<(ConversationId, Option<TimelineChange>, MessageId)> = Vec::new();
@@ -456,6 +467,13 @@ impl<S: ClientStore> Driver<S> {
             }
         }
         if !ops.is_empty() {
+            if frames.iter().any(is_request) {
+                let (early, rest): (Vec<_>, Vec<_>) = frames.into_iter().partition(is_request);
+                frames = rest;
+                // A broken connection is the core's to handle: it learns of
+                // it here, and its reaction is drained by the next flush.
+                let _ = self.transmit(early).await;
+            }
             self.store.apply(&ops)?;
         }
         let mut reread = std::collections::HashSet::new();
@@ -557,6 +575,12 @@ impl<S: ClientStore> Driver<S> {
         }
         true
     }
+}
+
+/// A frame that only asks the server for something (a catch-up page), and
+/// so may leave before the store writes of its drain.
+fn is_request(frame: &ClientFrame) -> bool {
+    matches!(frame, ClientFrame::Sync { .. })
 }
 
 fn fail_answers(answers: &mut HashMap<u64, AnswerSlot>, refusal: &Refusal) {

@@ -42,7 +42,7 @@ use chatsync_protocol::{
     ActionKind, ActionRef, ConversationId, MemberMarks, MessageId, Seq, UserId,
 };
 use rusqlite::types::FromSql;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -246,21 +246,30 @@ const INSERT_OUTGOING_SQL: &str = concat!(
      ON CONFLICT (id) DO NOTHING"
 );
 
-/// A Failed message the server confirmed after all takes the new status;
-/// otherwise the status never moves back (the integer order of
-/// `Status::as_i64` is the enum's order). A stored row keeps its text and
-/// action.
-const UPSERT_CONFIRMED_SQL: &str = concat!(
-    "INSERT INTO items (",
+/// A confirmed row not stored yet. `OR IGNORE` (the only unique key is
+/// `id`) rather than an upsert: a plain insert needs no statement journal,
+/// which an `ON CONFLICT DO UPDATE` would write for every row of a
+/// catch-up page. When the row is already stored, [`UPDATE_CONFIRMED_SQL`]
+/// follows.
+const INSERT_CONFIRMED_SQL: &str = concat!(
+    "INSERT OR IGNORE INTO items (",
     insert_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13, ?14) \
-     ON CONFLICT (id) DO UPDATE SET \
-       seq = excluded.seq, \
-       server_ts = excluded.server_ts, \
-       failure = NULL, \
-       status = CASE WHEN items.status = 9 THEN excluded.status \
-                     ELSE MAX(items.status, excluded.status) END"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13, ?14)"
 );
+
+/// A stored row confirmed (`?1` id, `?2` seq, `?3` server time, `?4`
+/// status): a Failed message the server confirmed after all takes the new
+/// status; otherwise the status never moves back (the integer order of
+/// `Status::as_i64` is the enum's order). A stored row keeps its text and
+/// action. Answers whether the stored row is a message.
+const UPDATE_CONFIRMED_SQL: &str = "UPDATE items SET seq = ?2, server_ts = ?3, failure = NULL, \
+     status = CASE WHEN status = 9 THEN ?4 ELSE MAX(status, ?4) END \
+     WHERE id = ?1 RETURNING action IS NULL";
+
+/// Whether any action row targets `?1` (one probe of `items_target`): when
+/// none does, a confirmed message has nothing to erase.
+const TARGETED_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM items WHERE target IS NOT NULL AND target = ?1)";
 
 /// After `?1` was confirmed: when it is a confirmed delete, erase its target
 /// if the target is a message by the same author in the same conversation.
@@ -366,9 +375,11 @@ impl ClientStore for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut w = Writer::new(&tx);
         for op in ops {
-            apply_one(&tx, op)?;
+            apply_one(&mut w, op)?;
         }
+        drop(w);
         tx.commit()?;
         Ok(())
     }
@@ -497,18 +508,62 @@ fn present_messages(conn: &Connection, messages: Vec<StoredRow>) -> Result<Vec<I
         .collect())
 }
 
-/// Binds the columns of `insert_columns!()` but `transmitted` (`?1` to
-/// `?12`, then `?13`, `?14`) and runs `sql`.
-fn write_item(
-    conn: &Connection,
-    sql: &str,
+/// The statements of one [`ClientStore::apply`] batch: each taken from the
+/// connection's cache on first use and kept until the batch ends, so a
+/// catch-up page of hundreds of rows looks each one up once, not once a row.
+struct Writer<'c> {
+    conn: &'c Connection,
+    stmts: Vec<(&'static str, CachedStatement<'c>)>,
+}
+
+impl<'c> Writer<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Writer {
+            conn,
+            stmts: Vec::new(),
+        }
+    }
+
+    /// The prepared statement for `sql` (a constant: it is recognised by
+    /// address, and a batch uses a handful, so a linear search is fastest).
+    fn stmt(&mut self, sql: &'static str) -> Result<&mut CachedStatement<'c>, StoreError> {
+        let pos = match self
+            .stmts
+            .iter()
+            .position(|(s, _)| std::ptr::eq(s.as_ptr(), sql.as_ptr()) && s.len() == sql.len())
+        {
+            Some(pos) => pos,
+            None => {
+                self.stmts.push((sql, self.conn.prepare_cached(sql)?));
+                self.stmts.len() - 1
+            }
+        };
+        Ok(&mut self.stmts[pos].1)
+    }
+
+    /// Runs a statement that returns no row; answers how many rows changed.
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<usize, StoreError> {
+        Ok(self.stmt(sql)?.execute(params)?)
+    }
+}
+
+/// Binds the columns of `insert_columns!()` (`?1` to `?12`, then
+/// `transmitted` when given, then `target` and `action`) and runs `sql`, an
+/// insert that ignores a row already stored. `id` is `item.id` as stored.
+/// Answers whether the row was inserted.
+fn insert_item(
+    w: &mut Writer<'_>,
+    sql: &'static str,
+    id: &str,
     item: &Item,
     transmitted: Option<bool>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let failure = encode_failure(item.failure.as_ref())?;
     let (target, action) = encode_action(item.action.as_ref());
-    let mut stmt = conn.prepare_cached(sql)?;
-    let id = item.id.to_string();
     let conversation = item.conversation.to_string();
     let sender = item.sender.to_string();
     let seq = item.seq.map(|s| s.0);
@@ -526,76 +581,94 @@ fn write_item(
         item.server_ts,
         failure,
     ];
-    match transmitted {
-        Some(t) => {
-            let mut all: Vec<&dyn rusqlite::ToSql> = common.to_vec();
-            all.extend_from_slice(params![t, target, action]);
-            stmt.execute(all.as_slice())?
-        }
-        None => {
-            let mut all: Vec<&dyn rusqlite::ToSql> = common.to_vec();
-            all.extend_from_slice(params![target, action]);
-            stmt.execute(all.as_slice())?
-        }
-    };
-    Ok(())
+    let mut all: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(15);
+    all.extend_from_slice(common);
+    if let Some(t) = &transmitted {
+        all.push(t);
+    }
+    all.extend_from_slice(params![target, action]);
+    Ok(w.execute(sql, &all)? > 0)
 }
 
 /// Applies one op inside the batch's transaction; mirrors
 /// `MemoryStore::apply_one` case by case.
-fn apply_one(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
+fn apply_one(w: &mut Writer<'_>, op: &StoreOp) -> Result<(), StoreError> {
     match op {
         StoreOp::InsertOutgoing { item, transmitted } => {
-            write_item(conn, INSERT_OUTGOING_SQL, item, Some(*transmitted))?;
+            let id = item.id.to_string();
+            insert_item(w, INSERT_OUTGOING_SQL, &id, item, Some(*transmitted))?;
         }
         StoreOp::MarkTransmitted(ids) => {
-            let mut stmt = conn.prepare_cached("UPDATE items SET transmitted = 1 WHERE id = ?1")?;
+            let stmt = w.stmt("UPDATE items SET transmitted = 1 WHERE id = ?1")?;
             for id in ids {
                 stmt.execute(params![id.to_string()])?;
             }
         }
         StoreOp::UpsertConfirmed(item) => {
-            write_item(conn, UPSERT_CONFIRMED_SQL, item, None)?;
-            // The erasure, whichever of the delete and its target came first.
             let id = item.id.to_string();
-            conn.prepare_cached(ERASE_TARGET_SQL)?
-                .execute(params![id])?;
-            conn.prepare_cached(ERASE_SELF_SQL)?.execute(params![id])?;
-            conn.prepare_cached(ERASE_EDITS_SQL)?.execute(params![id])?;
+            // Whether the row as stored now is a message (not an action).
+            let message = if insert_item(w, INSERT_CONFIRMED_SQL, &id, item, None)? {
+                item.action.is_none()
+            } else {
+                let seq = item.seq.map(|s| s.0);
+                w.stmt(UPDATE_CONFIRMED_SQL)?
+                    .query_row(
+                        params![id, seq, item.server_ts, item.status.as_i64()],
+                        |r| r.get::<_, bool>(0),
+                    )
+                    .optional()?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("confirmed row {id} could not be stored"))
+                    })?
+            };
+            // The erasure, whichever of the delete and its target came
+            // first. A stored message can only be erased (or have edits to
+            // blank) when some action targets it; in a catch-up page almost
+            // none is, so one index probe replaces three updates.
+            // ERASE_TARGET_SQL only ever acts for a stored delete.
+            let erase = !message
+                || w.stmt(TARGETED_SQL)?
+                    .query_row(params![id], |r| r.get::<_, bool>(0))?;
+            if erase {
+                if !message {
+                    w.execute(ERASE_TARGET_SQL, params![id])?;
+                }
+                w.execute(ERASE_SELF_SQL, params![id])?;
+                w.execute(ERASE_EDITS_SQL, params![id])?;
+            }
         }
         StoreOp::SetStatus { id, status } => {
             // Forward only; Failed only from Sending.
-            conn.prepare_cached(
+            w.execute(
                 "UPDATE items SET status = ?2 \
                  WHERE id = ?1 AND status < ?2 AND (?2 <> 9 OR status = 0)",
-            )?
-            .execute(params![id.to_string(), status.as_i64()])?;
+                params![id.to_string(), status.as_i64()],
+            )?;
         }
         StoreOp::SetFailed { id, failure } => {
             let failure = encode_failure(Some(failure))?;
-            conn.prepare_cached(
+            w.execute(
                 "UPDATE items SET status = 9, failure = ?2 WHERE id = ?1 AND status = 0",
-            )?
-            .execute(params![id.to_string(), failure])?;
+                params![id.to_string(), failure],
+            )?;
         }
         StoreOp::Requeue { id, local_seq } => {
-            conn.prepare_cached(
+            w.execute(
                 "UPDATE items SET status = 0, failure = NULL, local_seq = ?2 \
                  WHERE id = ?1 AND status = 9",
-            )?
-            .execute(params![id.to_string(), local_seq])?;
+                params![id.to_string(), local_seq],
+            )?;
         }
         StoreOp::Remove(id) => {
-            conn.prepare_cached("DELETE FROM items WHERE id = ?1")?
-                .execute(params![id.to_string()])?;
+            w.execute("DELETE FROM items WHERE id = ?1", params![id.to_string()])?;
         }
         StoreOp::UpdateOutgoing { id, body, action } => {
             let (target, action) = encode_action(action.as_ref());
-            conn.prepare_cached(
+            w.execute(
                 "UPDATE items SET body = ?2, target = ?3, action = ?4 \
                  WHERE id = ?1 AND seq IS NULL",
-            )?
-            .execute(params![id.to_string(), body, target, action])?;
+                params![id.to_string(), body, target, action],
+            )?;
         }
         StoreOp::UpsertConversation {
             id,
@@ -604,23 +677,23 @@ fn apply_one(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
             last_seq,
         } => {
             let members = encode_json(members)?;
-            conn.prepare_cached(
+            w.execute(
                 "INSERT INTO conversations (id, title, members, cursor, last_seq) \
                  VALUES (?1, ?2, ?3, 0, ?4) \
                  ON CONFLICT (id) DO UPDATE SET \
                    title = excluded.title, \
                    members = excluded.members, \
                    last_seq = MAX(conversations.last_seq, excluded.last_seq)",
-            )?
-            .execute(params![id.to_string(), title, members, last_seq.0])?;
+                params![id.to_string(), title, members, last_seq.0],
+            )?;
         }
         StoreOp::SetMarks {
             conversation,
             marks,
         } => {
             let conv = conversation.to_string();
-            let stored: Option<String> = conn
-                .prepare_cached("SELECT members FROM conversations WHERE id = ?1")?
+            let stored: Option<String> = w
+                .stmt("SELECT members FROM conversations WHERE id = ?1")?
                 .query_row(params![conv], |r| r.get(0))
                 .optional()?;
             let Some(stored) = stored else {
@@ -636,22 +709,24 @@ fn apply_one(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
                 }
                 None => members.push(marks.clone()),
             }
-            conn.prepare_cached("UPDATE conversations SET members = ?2 WHERE id = ?1")?
-                .execute(params![conv, encode_json(&members)?])?;
+            w.execute(
+                "UPDATE conversations SET members = ?2 WHERE id = ?1",
+                params![conv, encode_json(&members)?],
+            )?;
         }
         StoreOp::SetCursor { conversation, seq } => {
-            conn.prepare_cached(
+            w.execute(
                 "UPDATE conversations \
                  SET cursor = MAX(cursor, ?2), last_seq = MAX(last_seq, ?2) WHERE id = ?1",
-            )?
-            .execute(params![conversation.to_string(), seq.0])?;
+                params![conversation.to_string(), seq.0],
+            )?;
         }
         StoreOp::SetMeta { key, value } => {
-            conn.prepare_cached(
+            w.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![key, value])?;
+                params![key, value],
+            )?;
         }
     }
     Ok(())
