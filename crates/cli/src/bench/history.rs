@@ -120,13 +120,11 @@ struct Ratio {
 /// One side of the comparison: a client, its conversation, and what it
 /// measured.
 struct Side {
-    name: &'static str,
     client: Client,
     conv: ConversationId,
     recorder: Recorder,
     sent: Vec<MessageId>,
     send: LatHist,
-    in_flight: LatHist,
     newest: LatHist,
     deep: LatHist,
     send_errors: usize,
@@ -275,8 +273,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     );
 
     let mut sides = [
-        Side::new("empty", empty_client, empty_conv).await?,
-        Side::new("full", full_client, full_conv).await?,
+        Side::new(empty_client, empty_conv).await?,
+        Side::new(full_client, full_conv).await?,
     ];
     let messages = a.history_messages.max(ROUNDS);
     let pages = a.history_pages.max(ROUNDS);
@@ -542,7 +540,7 @@ async fn cursor_of(client: &Client, conv: ConversationId) -> anyhow::Result<u64>
 }
 
 impl Side {
-    async fn new(name: &'static str, client: Client, conv: ConversationId) -> anyhow::Result<Side> {
+    async fn new(client: Client, conv: ConversationId) -> anyhow::Result<Side> {
         client.wait_connected(Duration::from_secs(30)).await?;
         let recorder = Recorder::default();
         let mut timeline = client.subscribe(conv, 0).await?;
@@ -553,13 +551,11 @@ impl Side {
             }
         });
         Ok(Side {
-            name,
             client,
             conv,
             recorder,
             sent: Vec::new(),
             send: LatHist::new(),
-            in_flight: LatHist::new(),
             newest: LatHist::new(),
             deep: LatHist::new(),
             send_errors: 0,
