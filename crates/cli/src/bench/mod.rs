@@ -112,8 +112,10 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub sqlite_batch: usize,
 
-    /// Messages of each max-rate run (chatsync server, NATS, Redis).
-    #[arg(long, default_value_t = 50_000)]
+    /// Messages of each max-rate run (chatsync server, NATS, Redis). Long
+    /// enough (about a second each) that one scheduling hiccup of this
+    /// shared machine does not decide the rate.
+    #[arg(long, default_value_t = 200_000)]
     pub max_messages: usize,
     /// Connections (streams) of each max-rate run, each to its own
     /// conversation.
