@@ -6,7 +6,7 @@
 
 use super::load;
 use super::report::{per_sec, Report, Table};
-use super::server::{BenchServer, Seeder};
+use super::server::{bench_client, BenchServer, Seeder};
 use super::stats::{rate, ProcFigures, ProcWatch};
 use super::throughput::LiteAppender;
 use super::Ctx;
@@ -45,20 +45,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         reconnect_cap: Duration::from_millis(1000),
         ..Config::default()
     };
-    chatsync_client::register(&server.addr, &name, "bench-password")
-        .await
-        .context("register the catch-up client")?;
     let conv = {
-        let reader = Client::login_with(
-            &data,
-            &server.addr,
-            &name,
-            "bench-password",
-            "bench",
-            config.clone(),
-        )
-        .await?;
-        reader.wait_connected(Duration::from_secs(10)).await?;
+        let reader = bench_client(&server.addr, &name, &data, config.clone()).await?;
         reader
             .create_conversation("catch-up", &[writer.name.as_str()])
             .await?

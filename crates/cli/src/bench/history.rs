@@ -38,7 +38,7 @@
 //!   point deep in the history.
 
 use super::report::{per_sec, thousands, Report, Table};
-use super::server::{BenchServer, Seeder};
+use super::server::{bench_client, BenchServer, Seeder};
 use super::stats::{rate, Lat, LatHist, ProcFigures, ProcWatch};
 use super::Ctx;
 use crate::trace::Recorder;
@@ -185,19 +185,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         ("full", &full_server, &full_writer),
     ] {
         let name = format!("hist{side}{pid}");
-        chatsync_client::register(&server.addr, &name, "bench-password")
-            .await
-            .with_context(|| format!("register {name}"))?;
-        let client = Client::login_with(
-            &data(side),
-            &server.addr,
-            &name,
-            "bench-password",
-            "bench",
-            config.clone(),
-        )
-        .await?;
-        client.wait_connected(Duration::from_secs(10)).await?;
+        let client = bench_client(&server.addr, &name, &data(side), config.clone()).await?;
         let conv = client
             .create_conversation("history", &[writer.name.as_str()])
             .await?

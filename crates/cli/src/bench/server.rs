@@ -129,3 +129,28 @@ impl Seeder {
         Ok(info.id)
     }
 }
+
+/// Password of every account the bench registers through the protocol.
+const CLIENT_PASSWORD: &str = "bench-password";
+
+/// Registers `name` on the server at `addr`, then opens a real client
+/// library instance for it with its storage in `data`, and waits until it
+/// is connected.
+pub async fn bench_client(
+    addr: &str,
+    name: &str,
+    data: &Path,
+    config: chatsync_client::core::Config,
+) -> anyhow::Result<chatsync_client::Client> {
+    chatsync_client::register(addr, name, CLIENT_PASSWORD)
+        .await
+        .with_context(|| format!("register {name}"))?;
+    let client =
+        chatsync_client::Client::login_with(data, addr, name, CLIENT_PASSWORD, "bench", config)
+            .await
+            .with_context(|| format!("log in as {name}"))?;
+    client
+        .wait_connected(std::time::Duration::from_secs(10))
+        .await?;
+    Ok(client)
+}

@@ -6,7 +6,7 @@
 //! 2), Success.
 
 use super::report::{per_sec, Report, Table};
-use super::server::BenchServer;
+use super::server::{bench_client, BenchServer};
 use super::stats::{rate, Lat, LatHist, ProcFigures, ProcWatch};
 use super::Ctx;
 use crate::trace::{Recorder, Trace};
@@ -89,19 +89,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         for role in std::iter::once("s".to_string()).chain((0..recipients).map(|r| format!("r{r}")))
         {
             let name = format!("bench{run_id}{role}x{i}");
-            chatsync_client::register(&addr, &name, "bench-password")
-                .await
-                .with_context(|| format!("register {name}"))?;
-            let c = Client::login_with(
-                &ctx.tmp.join("clients").join(&name),
-                &addr,
-                &name,
-                "bench-password",
-                "bench",
-                config.clone(),
-            )
-            .await?;
-            c.wait_connected(Duration::from_secs(10)).await?;
+            let data = ctx.tmp.join("clients").join(&name);
+            let c = bench_client(&addr, &name, &data, config.clone()).await?;
             group.push((name, c));
         }
         let (_, sender) = group.remove(0);

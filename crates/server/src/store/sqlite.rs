@@ -1145,6 +1145,46 @@ mod tests {
         assert!(store.find_sent(b, id).unwrap().is_none());
     }
 
+    /// A database at schema `version` (migrations applied by hand, as an
+    /// older server left it) holding conversation `c` with `last_seq` and
+    /// two member accounts, alice and bob.
+    fn legacy_db(
+        path: &Path,
+        version: usize,
+        c: ConversationId,
+        last_seq: i64,
+        users: [UserId; 2],
+    ) -> Connection {
+        let mut conn = Connection::open(path).unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..version] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        tx.execute(
+            "INSERT INTO conversations (id, title, created_ms, last_seq)
+             VALUES (?1, 't', 1, ?2)",
+            params![c.0.as_bytes(), last_seq],
+        )
+        .unwrap();
+        for (user, name) in users.into_iter().zip(["alice", "bob"]) {
+            tx.execute(
+                "INSERT INTO accounts (id, username, password_hash, created_ms)
+                 VALUES (?1, ?2, 'h', 1)",
+                params![user.0.as_bytes(), name],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO members (conversation, user, delivered) VALUES (?1, ?2, 0)",
+                params![c.0.as_bytes(), user.0.as_bytes()],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        conn
+    }
+
     #[test]
     fn a_database_with_legacy_cross_sender_duplicates_still_opens() {
         let dir = tempfile::tempdir().unwrap();
@@ -1158,28 +1198,7 @@ mod tests {
         {
             // Schema 1 only, with the same id stored by two senders, as an
             // older server allowed. Rows written by hand, in that shape.
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-            conn.execute(
-                "INSERT INTO conversations (id, title, created_ms, last_seq)
-                 VALUES (?1, 't', 1, 2)",
-                params![c.0.as_bytes()],
-            )
-            .unwrap();
-            for (user, name) in [(a, "alice"), (b, "bob")] {
-                conn.execute(
-                    "INSERT INTO accounts (id, username, password_hash, created_ms)
-                     VALUES (?1, ?2, 'h', 1)",
-                    params![user.0.as_bytes(), name],
-                )
-                .unwrap();
-                conn.execute(
-                    "INSERT INTO members (conversation, user, delivered) VALUES (?1, ?2, 0)",
-                    params![c.0.as_bytes(), user.0.as_bytes()],
-                )
-                .unwrap();
-            }
+            let conn = legacy_db(&path, 1, c, 2, [a, b]);
             for (seq, sender) in [(1, a), (2, b)] {
                 conn.execute(
                     "INSERT INTO messages (conversation, seq, sender, id, body, server_ts)
@@ -1823,26 +1842,8 @@ mod tests {
             MessageId::new(),
         );
         {
-            let mut conn = Connection::open(&path).unwrap();
+            let mut conn = legacy_db(&path, 3, c, 3, [a, b]);
             let tx = conn.transaction().unwrap();
-            for sql in &MIGRATIONS[..3] {
-                tx.execute_batch(sql).unwrap();
-            }
-            tx.pragma_update(None, "user_version", 3).unwrap();
-            tx.execute(
-                "INSERT INTO conversations (id, title, created_ms, last_seq)
-                 VALUES (?1, 't', 1, 3)",
-                params![c.0.as_bytes()],
-            )
-            .unwrap();
-            for (user, name) in [(a, "alice"), (b, "bob")] {
-                tx.execute(
-                    "INSERT INTO accounts (id, username, password_hash, created_ms)
-                     VALUES (?1, ?2, 'h', 1)",
-                    params![user.0.as_bytes(), name],
-                )
-                .unwrap();
-            }
             tx.execute(
                 "INSERT INTO messages (conversation, seq, sender, id, body, server_ts)
                  VALUES (?1, 1, ?2, ?3, 'hello', 1)",
