@@ -24,7 +24,9 @@
 //! updated from each committed outcome, in commit order) and the `others`
 //! value each member was last sent. It must see every committed write, in
 //! commit order, and be dropped with the process (a restarted server starts
-//! empty: its first push per conversation goes to every member).
+//! empty: its first push per conversation goes to every member). It keeps
+//! at most [`MAX_VIEWS`] conversations, forgetting them all past that, with
+//! the same effect as a restart.
 
 use crate::store::{ServerStore, WriteOp, WriteOutcome};
 use chatsync_protocol::{
@@ -53,16 +55,36 @@ pub struct Push {
     pub frame: ServerFrame,
 }
 
+/// Conversations whose marks the rule keeps at most. Past it, every view is
+/// dropped at once: each conversation's next push then goes to every
+/// member, as after a restart, which is correct and only costs frames.
+pub const MAX_VIEWS: usize = 100_000;
+
 /// The push rule with its state (see the module docs).
-#[derive(Default)]
 pub struct PushRule {
     views: HashMap<ConversationId, View>,
+    max_views: usize,
+}
+
+impl Default for PushRule {
+    fn default() -> Self {
+        Self::with_max_views(MAX_VIEWS)
+    }
 }
 
 impl PushRule {
     /// An empty rule, as at process start.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty rule that keeps the marks of at most `max_views`
+    /// conversations (see [`MAX_VIEWS`]).
+    pub fn with_max_views(max_views: usize) -> Self {
+        PushRule {
+            views: HashMap::new(),
+            max_views: max_views.max(1),
+        }
     }
 
     /// The pushes a committed write causes, in order. `username` is the
@@ -142,6 +164,10 @@ impl PushRule {
             marks: marks.clone(),
             others,
         };
+        if self.views.len() >= self.max_views && !self.views.contains_key(&conversation) {
+            // Bounded memory: forget every view (see `MAX_VIEWS`).
+            self.views.clear();
+        }
         let view = match self.views.entry(conversation) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => match store.marks(conversation) {
@@ -333,6 +359,61 @@ mod tests {
             delivered: Seq(delivered),
             read: Seq(read),
         }
+    }
+
+    /// Who a push reaches, as a sorted list of accounts.
+    fn reached(pushes: &[Push]) -> Vec<UserId> {
+        let mut users: Vec<UserId> = pushes
+            .iter()
+            .flat_map(|p| match &p.to {
+                Audience::Accounts(users) => users.clone(),
+                Audience::MembersButOrigin => Vec::new(),
+            })
+            .collect();
+        users.sort();
+        users
+    }
+
+    /// With room for one conversation, touching a second forgets the
+    /// first: its next push reaches every member again (as after a
+    /// restart), where a remembered view reaches only the mover.
+    #[test]
+    fn past_max_views_a_forgotten_conversation_tells_every_member_again() {
+        let store = crate::SqliteStore::open_in_memory().unwrap();
+        let users: Vec<UserId> = ["a", "b", "c"]
+            .iter()
+            .map(|n| store.create_account(n, "h").unwrap())
+            .collect();
+        let mut all = users.clone();
+        all.sort();
+        let c1 = store.create_conversation("one", &users).unwrap().id;
+        let c2 = store.create_conversation("two", &users).unwrap().id;
+        let mut rule = PushRule::with_max_views(1);
+        let mut moved = |rule: &mut PushRule, conversation, user, seq| {
+            let op = WriteOp::Delivered {
+                conversation,
+                user,
+                seq: Seq(seq),
+            };
+            let outcome = WriteOutcome::Marks {
+                delivered: Seq(seq),
+                read: Seq::ZERO,
+                changed: true,
+            };
+            reached(&rule.pushes(&store, &op, &outcome, "x"))
+        };
+        // A new view tells everyone. Then a move reaches the mover and the
+        // members whose `others` it moved: b to 3 lifts c's (min of a, b)
+        // from 0 to 3; a to 6 leaves every `others` where it was.
+        assert_eq!(moved(&mut rule, c1, users[0], 5), all);
+        let mut b_and_c = vec![users[1], users[2]];
+        b_and_c.sort();
+        assert_eq!(moved(&mut rule, c1, users[1], 3), b_and_c);
+        assert_eq!(moved(&mut rule, c1, users[0], 6), vec![users[0]]);
+        // Another conversation: c1's view is dropped to make room.
+        assert_eq!(moved(&mut rule, c2, users[0], 1), all);
+        assert_eq!(rule.views.len(), 1);
+        assert_eq!(moved(&mut rule, c1, users[0], 7), all);
     }
 
     /// Brute force: the lowest marks among the members other than `x`.
