@@ -389,7 +389,7 @@ mod tests {
         let c1 = store.create_conversation("one", &users).unwrap().id;
         let c2 = store.create_conversation("two", &users).unwrap().id;
         let mut rule = PushRule::with_max_views(1);
-        let mut moved = |rule: &mut PushRule, conversation, user, seq| {
+        let moved = |rule: &mut PushRule, conversation, user, seq| {
             let op = WriteOp::Delivered {
                 conversation,
                 user,
