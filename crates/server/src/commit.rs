@@ -7,12 +7,16 @@
 //! fsync, which is where the server's throughput comes from; under no load a
 //! single message is committed at once, with no added wait.
 //!
-//! The committer thread does storage only. Each committed batch goes, in
-//! order, to a second thread (the fan-out thread) that runs the `on_commit`
-//! hook for each write and then answers its submitter, while the committer
-//! already applies the next batch. One thread, fed in commit order, keeps
-//! the pushes in commit order, and each write's pushes leave before its
-//! answer, as before; no answer leaves before its batch is durable.
+//! Under load the committer thread does storage only. Each committed batch
+//! goes, in order, to a second thread (the fan-out thread) that runs the
+//! `on_commit` hook for each write and then answers its submitter, while
+//! the committer already applies the next batch. When nothing waits to be
+//! committed and the fan-out thread has nothing left to do, the committer
+//! answers the batch itself: the hand-off would only add a thread wake-up
+//! to the latency of a lone message, and would buy no overlap. Either way
+//! batches are answered one at a time, in commit order, so the pushes
+//! keep commit order and each write's pushes leave before its answer; no
+//! answer leaves before its batch is durable.
 //!
 //! The channel is FIFO and the batch is applied in order, so the order of
 //! submission is the order of sequence numbers. A batch whose commit fails
@@ -23,8 +27,9 @@
 
 use crate::store::{ServerStore, WriteOp, WriteOutcome};
 use crate::ServerError;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -70,11 +75,11 @@ pub struct Committer<C> {
 
 impl<C: Send + 'static> Committer<C> {
     /// Starts the committer thread and its fan-out thread. `on_commit` runs
-    /// on the fan-out thread for every write, in commit order, after the
-    /// batch is durable and right before its submitter is answered; it must
-    /// not block (the gateway only does non-blocking channel sends there).
-    /// The committer thread meanwhile applies the next batch: it does
-    /// storage only.
+    /// for every write, in commit order, after the batch is durable and
+    /// right before its submitter is answered: on the fan-out thread while
+    /// the committer applies the next batch, or on the committer thread
+    /// when there is no next batch to apply. It must not block (the
+    /// gateway only does non-blocking channel sends there).
     pub fn start<F>(store: Arc<dyn ServerStore>, on_commit: F) -> Result<Self, ServerError>
     where
         F: FnMut(&WriteOp, &WriteOutcome, &C) + Send + 'static,
@@ -82,13 +87,20 @@ impl<C: Send + 'static> Committer<C> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(FANOUT_QUEUE);
         let (spare_tx, spare_rx) = std::sync::mpsc::channel();
-        let fanout = std::thread::Builder::new()
-            .name("chatsync-fanout".into())
-            .spawn(move || answer(done_rx, spare_tx, on_commit))?;
+        let answerer = Arc::new(Answerer {
+            hook: Mutex::new(on_commit),
+            handed_off: AtomicUsize::new(0),
+        });
+        let fanout = {
+            let answerer = answerer.clone();
+            std::thread::Builder::new()
+                .name("chatsync-fanout".into())
+                .spawn(move || fan_out(&done_rx, &spare_tx, &answerer))?
+        };
         let thread = std::thread::Builder::new()
             .name("chatsync-committer".into())
             .spawn(move || {
-                run(store, rx, &done_tx, &spare_rx);
+                run(store, rx, &done_tx, &spare_rx, &answerer);
                 // Everything committed is answered before the thread ends.
                 drop(done_tx);
                 if fanout.join().is_err() {
@@ -150,6 +162,25 @@ impl<C: Send + 'static> Committer<C> {
 /// A submitter's context and where to send its outcome.
 type Waiter<C> = (C, Option<oneshot::Sender<CommitResult>>);
 
+/// Runs the hook and answers the submitters of committed batches, on
+/// whichever thread answers a batch.
+struct Answerer<F> {
+    /// Only one thread answers at a time (see `handed_off`); the lock is
+    /// never contended, it only makes the hook shareable.
+    hook: Mutex<F>,
+    /// Batches sent to the fan-out thread and not fully answered yet. The
+    /// committer answers a batch itself only when this is 0: every earlier
+    /// batch is answered then, and the fan-out thread waits for the next.
+    handed_off: AtomicUsize,
+}
+
+impl<F> Answerer<F> {
+    fn hook(&self) -> MutexGuard<'_, F> {
+        // A hook that panicked ends its thread; the other one goes on.
+        self.hook.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// A batch handed from the committer thread to the fan-out thread.
 struct Done<C> {
     ops: Vec<WriteOp>,
@@ -158,22 +189,31 @@ struct Done<C> {
     result: Result<Vec<WriteOutcome>, String>,
 }
 
+/// Vectors of an answered batch, to be reused for the next one.
+type Spare<C> = (Vec<WriteOp>, Vec<Waiter<C>>);
+
 /// The committer thread: batches, applies, and hands each batch, in
-/// order, to the fan-out thread. Their vectors come back through `spare`
-/// to be reused.
-fn run<C>(
+/// order, to the fan-out thread, or answers it itself when nothing else
+/// is waiting (see the module docs). The vectors of a batch answered by
+/// the fan-out thread come back through `spare` to be reused.
+fn run<C, F>(
     store: Arc<dyn ServerStore>,
     mut rx: mpsc::Receiver<Msg<C>>,
     done: &SyncSender<Done<C>>,
-    spare: &Receiver<(Vec<WriteOp>, Vec<Waiter<C>>)>,
-) {
+    spare: &Receiver<Spare<C>>,
+    answerer: &Answerer<F>,
+) where
+    F: FnMut(&WriteOp, &WriteOutcome, &C),
+{
+    let mut reuse = None;
     let mut poisoned = false;
     // After Stop the channel is closed: blocking_recv still yields what was
     // queued before, then None, so nothing submitted is dropped.
     while let Some(first) = rx.blocking_recv() {
-        let (mut ops, mut waiters) = spare
-            .try_recv()
-            .unwrap_or_else(|_| (Vec::with_capacity(MAX_BATCH), Vec::with_capacity(MAX_BATCH)));
+        let (mut ops, mut waiters) = reuse
+            .take()
+            .or_else(|| spare.try_recv().ok())
+            .unwrap_or_else(|| (Vec::with_capacity(MAX_BATCH), Vec::with_capacity(MAX_BATCH)));
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -227,6 +267,13 @@ fn run<C>(
             waiters,
             result,
         };
+        // Acquire: pairs with the fan-out thread's release once a batch is
+        // answered, so 0 means every earlier batch is answered.
+        if rx.is_empty() && answerer.handed_off.load(Ordering::Acquire) == 0 {
+            reuse = Some(answer(answerer, batch));
+            continue;
+        }
+        answerer.handed_off.fetch_add(1, Ordering::AcqRel);
         if done.send(batch).is_err() {
             // The fan-out thread is gone (its hook panicked): the batch's
             // submitters see the committer as stopped, and so does
@@ -238,43 +285,51 @@ fn run<C>(
     tracing::debug!("committer stopped");
 }
 
-/// The fan-out thread: for each batch, in commit order, runs the hook for
-/// each write and then answers its submitter, so the pushes of a write
-/// leave before its answer, and every push of a batch before any push of
-/// the next.
-fn answer<C, F>(
-    done: Receiver<Done<C>>,
-    spare: Sender<(Vec<WriteOp>, Vec<Waiter<C>>)>,
-    mut on_commit: F,
-) where
+/// The fan-out thread: answers the batches handed to it, in commit order.
+fn fan_out<C, F>(done: &Receiver<Done<C>>, spare: &Sender<Spare<C>>, answerer: &Answerer<F>)
+where
     F: FnMut(&WriteOp, &WriteOutcome, &C),
 {
-    for Done {
+    for batch in done {
+        let vectors = answer(answerer, batch);
+        // Release: everything this batch's answering did happens before the
+        // committer sees the count drop.
+        answerer.handed_off.fetch_sub(1, Ordering::AcqRel);
+        // The committer may have ended already; then the vectors just go.
+        let _ = spare.send(vectors);
+    }
+}
+
+/// Runs the hook for each write of a batch and then answers its
+/// submitter, so the pushes of a write leave before its answer, and every
+/// push of a batch before any push of the next. Returns the emptied
+/// vectors.
+fn answer<C, F>(answerer: &Answerer<F>, batch: Done<C>) -> Spare<C>
+where
+    F: FnMut(&WriteOp, &WriteOutcome, &C),
+{
+    let Done {
         mut ops,
         mut waiters,
         result,
-    } in done
-    {
-        match result {
-            Ok(outcomes) => {
-                for ((op, outcome), (ctx, reply)) in
-                    ops.iter().zip(&outcomes).zip(waiters.drain(..))
-                {
-                    on_commit(op, outcome, &ctx);
-                    if let Some(reply) = reply {
-                        // The submitter may be gone (connection closed); the
-                        // write stands and a resend will be deduplicated.
-                        let _ = reply.send(Ok(*outcome));
-                    }
+    } = batch;
+    match result {
+        Ok(outcomes) => {
+            let mut on_commit = answerer.hook();
+            for ((op, outcome), (ctx, reply)) in ops.iter().zip(&outcomes).zip(waiters.drain(..)) {
+                (*on_commit)(op, outcome, &ctx);
+                if let Some(reply) = reply {
+                    // The submitter may be gone (connection closed); the
+                    // write stands and a resend will be deduplicated.
+                    let _ = reply.send(Ok(*outcome));
                 }
             }
-            Err(why) => fail_all(&mut waiters, &why),
         }
-        ops.clear();
-        waiters.clear();
-        // The committer may have ended already; then the vectors just go.
-        let _ = spare.send((ops, waiters));
+        Err(why) => fail_all(&mut waiters, &why),
     }
+    ops.clear();
+    waiters.clear();
+    (ops, waiters)
 }
 
 /// Runs `attempt` until it succeeds, sleeping `delays` between attempts;
@@ -386,17 +441,26 @@ mod tests {
         ));
     }
 
+    fn append(a: chatsync_protocol::UserId, c: chatsync_protocol::ConversationId) -> WriteOp {
+        WriteOp::Append {
+            sender: a,
+            id: MessageId::new(),
+            conversation: c,
+            body: "x".into(),
+            action: None,
+        }
+    }
+
     #[tokio::test]
-    async fn the_hook_runs_off_the_committer_thread_before_each_answer() {
+    async fn the_hook_runs_in_commit_order_before_each_answer() {
         let store = Arc::new(SqliteStore::open_in_memory().unwrap());
         let a = store.create_account("a", "h").unwrap();
         let c = store.create_conversation("t", &[a]).unwrap().id;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen2 = seen.clone();
         let committer = Committer::start(store.clone(), move |op, _outcome, ctx: &u32| {
-            let thread = std::thread::current().name().map(str::to_owned);
             let kind = matches!(op, WriteOp::Append { .. });
-            seen2.lock().unwrap().push((*ctx, kind, thread));
+            seen2.lock().unwrap().push((*ctx, kind));
         })
         .unwrap();
         let mut pending = Vec::new();
@@ -410,14 +474,7 @@ mod tests {
                 committer.submit_detached(mark, i).await.unwrap();
                 continue;
             }
-            let op = WriteOp::Append {
-                sender: a,
-                id: MessageId::new(),
-                conversation: c,
-                body: i.to_string(),
-                action: None,
-            };
-            pending.push((i, committer.submit(op, i).await.unwrap()));
+            pending.push((i, committer.submit(append(a, c), i).await.unwrap()));
         }
         for (i, rx) in pending {
             assert!(rx.await.unwrap().is_ok());
@@ -432,8 +489,50 @@ mod tests {
         let order: Vec<u32> = seen.iter().map(|s| s.0).collect();
         assert_eq!(order, (0..200).collect::<Vec<_>>(), "commit order");
         assert_eq!(seen.iter().filter(|s| !s.1).count(), 20);
-        assert!(seen
+    }
+
+    #[tokio::test]
+    async fn a_lone_batch_is_answered_at_once_a_busy_one_by_the_fan_out_thread() {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let a = store.create_account("a", "h").unwrap();
+        let c = store.create_conversation("t", &[a]).unwrap().id;
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let threads2 = threads.clone();
+        let committer = Committer::start(store.clone(), move |_op, _outcome, ctx: &usize| {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            threads2.lock().unwrap().push((*ctx, name));
+            if *ctx == 0 {
+                // Holds the first answer while more writes queue up.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+        .unwrap();
+        // Nothing else queued, the fan-out thread idle: the committer
+        // answers it itself, without a hand-off.
+        let first = committer.submit(append(a, c), 0).await.unwrap();
+        while threads.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // More than one batch holds arrives meanwhile: when its first
+        // batch is committed the queue is not empty, so the fan-out thread
+        // answers it while the committer goes on with the rest.
+        let n = MAX_BATCH + 200;
+        let mut pending = Vec::new();
+        for i in 1..=n {
+            pending.push(committer.submit(append(a, c), i).await.unwrap());
+        }
+        assert!(first.await.unwrap().is_ok());
+        for rx in pending {
+            assert!(rx.await.unwrap().is_ok());
+        }
+        committer.stop().await.unwrap();
+        let threads = threads.lock().unwrap();
+        let order: Vec<usize> = threads.iter().map(|t| t.0).collect();
+        assert_eq!(order, (0..=n).collect::<Vec<_>>(), "commit order");
+        assert_eq!(threads[0].1, "chatsync-committer");
+        assert_eq!(threads[1].1, "chatsync-fanout");
+        assert!(threads
             .iter()
-            .all(|s| s.2.as_deref() == Some("chatsync-fanout")));
+            .all(|t| t.1 == "chatsync-committer" || t.1 == "chatsync-fanout"));
     }
 }

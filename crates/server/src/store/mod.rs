@@ -86,6 +86,20 @@ pub enum WriteOp {
     },
 }
 
+impl WriteOp {
+    /// Whether a commit containing this write must be fsynced before
+    /// anyone is answered. Appends must: their acknowledgement promises
+    /// the message survives a power loss. Marks need not: a member's
+    /// `received` and `read` reports describe its own storage, they are
+    /// repeated by the client whenever the server's mark is behind its own
+    /// (on every `welcome`), and the next durable commit or WAL checkpoint
+    /// makes them durable anyway. Losing the last marks to a power cut
+    /// delays nothing a client cannot restore.
+    pub fn must_be_durable(&self) -> bool {
+        matches!(self, WriteOp::Append { .. })
+    }
+}
+
 /// Result of an [`WriteOp::Append`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -196,6 +210,10 @@ pub trait ServerStore: Send + Sync + 'static {
     /// Marks only move forward: `delivered = max(old, min(seq, last_seq))`;
     /// for a read, `read = max(old, min(seq, last_seq))` and then
     /// `delivered = max(delivered, read)`.
+    ///
+    /// A batch with an op that [`WriteOp::must_be_durable`] is durable when
+    /// this returns; a batch of marks only may be made durable later (by
+    /// the next durable batch), which spares one fsync per mark report.
     fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, ServerError>;
 
     /// The committed message `sender` stored under `id`, as its original

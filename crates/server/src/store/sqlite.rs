@@ -3,7 +3,11 @@
 //! One writer connection behind a mutex (SQLite allows one writer anyway, and
 //! the group committer is its main user) and a few read-only connections, so
 //! that reads in WAL mode never wait for a write. `synchronous=FULL` makes
-//! every commit fsync the WAL: an acknowledgement means the message is on disk.
+//! every commit that stores a message fsync the WAL: an acknowledgement
+//! means the message is on disk. A batch of marks only is committed with
+//! `synchronous=NORMAL` (written, not fsynced): the WAL is appended in
+//! order, so the next fsync, of a message batch or of a checkpoint, makes
+//! it durable too (see [`WriteOp::must_be_durable`]).
 //! A checkpoint thread with its own connection copies the WAL into the
 //! database file, off the path of the thread that commits.
 
@@ -17,7 +21,7 @@ use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -136,6 +140,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// The SQLite store. See the module docs.
 pub struct SqliteStore {
     writer: Mutex<Connection>,
+    /// The writer is at `synchronous=FULL` (every commit fsyncs the WAL)
+    /// rather than NORMAL; read and written only under the writer's lock.
+    writer_full: AtomicBool,
     /// Empty for an in-memory database, whose contents only the writer
     /// connection can see; reads then share the writer.
     readers: Vec<Mutex<Connection>>,
@@ -273,6 +280,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             writer: Mutex::new(writer),
+            writer_full: AtomicBool::new(true),
             readers,
             next_reader: AtomicUsize::new(0),
             checkpointer: Some(Checkpointer::start(path)?),
@@ -286,21 +294,44 @@ impl SqliteStore {
         migrate(&mut writer)?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
+            // An in-memory database never syncs; this only records what
+            // batches asked for.
+            writer_full: AtomicBool::new(true),
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
             checkpointer: None,
         })
     }
 
-    fn write_conn(&self) -> MutexGuard<'_, Connection> {
+    fn lock_writer(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves no open transaction behind
         // (rusqlite rolls back on drop), so a poisoned lock is still usable.
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The writer, set to fsync every commit (a batch of marks may have
+    /// left it at NORMAL).
+    fn write_conn(&self) -> Result<MutexGuard<'_, Connection>, ServerError> {
+        let conn = self.lock_writer();
+        self.fsync_commits(&conn, true)?;
+        Ok(conn)
+    }
+
+    /// Sets the writer's `synchronous` level for its next transactions, if
+    /// it changes: FULL fsyncs every commit, NORMAL leaves that to a later
+    /// commit or checkpoint. `writer` is the locked writer connection.
+    fn fsync_commits(&self, writer: &Connection, full: bool) -> Result<(), ServerError> {
+        if self.writer_full.load(Ordering::Relaxed) != full {
+            let level = if full { "FULL" } else { "NORMAL" };
+            writer.pragma_update(None, "synchronous", level)?;
+            self.writer_full.store(full, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     fn read_conn(&self) -> MutexGuard<'_, Connection> {
         if self.readers.is_empty() {
-            return self.write_conn();
+            return self.lock_writer();
         }
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.readers.len() {
@@ -787,7 +818,7 @@ fn move_marks(
 impl ServerStore for SqliteStore {
     fn create_account(&self, username: &str, password_hash: &str) -> Result<UserId, ServerError> {
         let id = UserId::new();
-        let conn = self.write_conn();
+        let conn = self.write_conn()?;
         match conn.execute(
             "INSERT INTO accounts (id, username, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
             params![id.0.as_bytes(), username, password_hash, now_ms()],
@@ -820,7 +851,7 @@ impl ServerStore for SqliteStore {
         token_hash: &[u8; 32],
     ) -> Result<DeviceId, ServerError> {
         let device = DeviceId::new();
-        self.write_conn().execute(
+        self.write_conn()?.execute(
             "INSERT INTO sessions (token_hash, device, user, device_name, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
@@ -858,7 +889,7 @@ impl ServerStore for SqliteStore {
     }
 
     fn revoke_session(&self, token_hash: &[u8; 32]) -> Result<bool, ServerError> {
-        let deleted = self.write_conn().execute(
+        let deleted = self.write_conn()?.execute(
             "DELETE FROM sessions WHERE token_hash = ?1",
             params![token_hash],
         )?;
@@ -871,7 +902,7 @@ impl ServerStore for SqliteStore {
         members: &[UserId],
     ) -> Result<ConversationInfo, ServerError> {
         let id = ConversationId::new();
-        let mut conn = self.write_conn();
+        let mut conn = self.write_conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO conversations (id, title, created_ms, last_seq) VALUES (?1, ?2, ?3, 0)",
@@ -925,7 +956,8 @@ impl ServerStore for SqliteStore {
     }
 
     fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, ServerError> {
-        let mut conn = self.write_conn();
+        let mut conn = self.lock_writer();
+        self.fsync_commits(&conn, ops.iter().any(WriteOp::must_be_durable))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
         let mut seqs = LastSeqs::default();
@@ -934,8 +966,9 @@ impl ServerStore for SqliteStore {
             outcomes.push(apply_one(&tx, &mut seqs, op, now)?);
         }
         seqs.write_back(&tx)?;
-        // The one fsync of the batch happens here; until it returns, no
-        // outcome leaves this function, so no ack precedes durability.
+        // The one fsync of a batch with a message happens here; until it
+        // returns, no outcome leaves this function, so no ack precedes
+        // durability.
         tx.commit()?;
         drop(conn);
         if let Some(checkpointer) = &self.checkpointer {
@@ -1336,6 +1369,63 @@ mod tests {
         let again = appended(&store.apply_batch(&[append(a, id, c, "kept")]).unwrap()[0]);
         assert!(again.duplicate);
         assert_eq!(again.seq, Seq(1));
+    }
+
+    /// What the writer's next commit does: 2 = FULL (fsync), 1 = NORMAL.
+    fn writer_sync_level(store: &SqliteStore) -> i64 {
+        store
+            .lock_writer()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn only_writes_that_must_be_durable_wait_for_an_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let (a, b, c) = {
+            let store = SqliteStore::open(&path).unwrap();
+            let a = store.create_account("alice", "h").unwrap();
+            let b = store.create_account("bob", "h").unwrap();
+            let c = store.create_conversation("t", &[a, b]).unwrap().id;
+            let delivered = |seq| WriteOp::Delivered {
+                conversation: c,
+                user: b,
+                seq: Seq(seq),
+            };
+            let read = |seq| WriteOp::Read {
+                conversation: c,
+                user: b,
+                seq: Seq(seq),
+            };
+            assert_eq!(writer_sync_level(&store), 2, "FULL from the start");
+            store
+                .apply_batch(&[append(a, MessageId::new(), c, "1")])
+                .unwrap();
+            assert_eq!(writer_sync_level(&store), 2, "a message is fsynced");
+            store.apply_batch(&[delivered(1), read(1)]).unwrap();
+            assert_eq!(writer_sync_level(&store), 1, "marks alone are not");
+            // A mark in the same batch as a message waits for its fsync.
+            store
+                .apply_batch(&[delivered(1), append(a, MessageId::new(), c, "2")])
+                .unwrap();
+            assert_eq!(writer_sync_level(&store), 2);
+            store.apply_batch(&[delivered(2)]).unwrap();
+            assert_eq!(writer_sync_level(&store), 1);
+            // Every other write (here a conversation) is fsynced again.
+            store.create_conversation("u", &[a]).unwrap();
+            assert_eq!(writer_sync_level(&store), 2);
+            store.apply_batch(&[read(2)]).unwrap();
+            assert_eq!(writer_sync_level(&store), 1);
+            (a, b, c)
+        };
+        // Written, if not fsynced: a clean restart keeps the marks.
+        let store = SqliteStore::open(&path).unwrap();
+        let info = store.conversations_of(a).unwrap();
+        let conv = info.iter().find(|i| i.id == c).unwrap();
+        let bob = conv.members.iter().find(|m| m.user == b).unwrap();
+        assert_eq!((bob.delivered, bob.read), (Seq(2), Seq(2)));
+        assert_eq!(writer_sync_level(&store), 2, "a reopened store fsyncs");
     }
 
     #[test]
