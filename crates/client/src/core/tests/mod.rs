@@ -949,3 +949,46 @@ fn a_restarted_syncer_still_settles_in_flight_messages() {
     assert_eq!(w.history(A, id), [Sending, InFlight, Success]);
     assert_eq!(w.clients[A].timeline(ab).len(), 1);
 }
+
+/// The server commits a batch of marks without an fsync of its own, so a
+/// power cut may take its latest marks back. The members' devices restore
+/// them after reconnecting, and nobody's status goes back meanwhile.
+#[test]
+fn marks_the_server_lost_are_reported_again_and_no_status_goes_back() {
+    let mut w = pair();
+    let ab = conv_id(0);
+    let ids: Vec<_> = (0..3)
+        .map(|i| w.send(A, ab, &format!("m{i}")).unwrap())
+        .collect();
+    w.run_until_idle();
+    w.mark_read(B, ab, Seq(2)).unwrap();
+    w.run_until_idle();
+    let (a, b) = (harness::user_id(A), harness::user_id(B));
+    assert_eq!(w.server.convs[&ab].delivered[&b], Seq(3));
+    assert_eq!(w.server.convs[&ab].read[&b], Seq(2));
+    let before: Vec<_> = ids.iter().map(|&id| w.status(A, id)).collect();
+    assert_eq!(before, [Status::Read, Status::Read, Success]);
+
+    // The server restarts without its last marks (every one, here).
+    w.cut(A);
+    w.cut(B);
+    let conv = w.server.convs.get_mut(&ab).unwrap();
+    conv.delivered.clear();
+    conv.read.clear();
+    w.run_until_idle();
+
+    let conv = &w.server.convs[&ab];
+    assert_eq!(conv.delivered.get(&b), Some(&Seq(3)), "B reported again");
+    assert_eq!(conv.read.get(&b), Some(&Seq(2)), "B's read mark too");
+    assert_eq!(conv.delivered.get(&a), Some(&Seq(3)), "A's own mark too");
+    let after: Vec<_> = ids.iter().map(|&id| w.status(A, id)).collect();
+    assert_eq!(after, before, "no status moved back");
+    for &id in &ids {
+        assert!(
+            w.history(A, id).windows(2).all(|p| p[0] < p[1]),
+            "{:?}",
+            w.history(A, id)
+        );
+    }
+    w.check_views();
+}
