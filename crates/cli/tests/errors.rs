@@ -24,6 +24,7 @@ fn assert_one_line_error(what: &str, out: &Output, needles: &[&str]) {
     );
     let line = lines[0];
     assert!(line.starts_with("error: "), "{what}: {line:?}");
+    assert_says_each_cause_once(what, line);
     for n in needles {
         assert!(
             line.to_lowercase().contains(&n.to_lowercase()),
@@ -34,6 +35,54 @@ fn assert_one_line_error(what: &str, out: &Output, needles: &[&str]) {
         out.stdout.is_empty(),
         "{what}: printed on stdout: {:?}",
         out.stdout
+    );
+}
+
+/// Checks that no part of an error line (`a: b: c`) repeats another, as
+/// `i/o error: X: X` would.
+fn assert_says_each_cause_once(what: &str, line: &str) {
+    let parts: Vec<&str> = line.split(": ").collect();
+    for (i, p) in parts.iter().enumerate() {
+        for q in &parts[i + 1..] {
+            assert!(
+                q.len() < 8 || !p.contains(q),
+                "{what}: {q:?} is said twice in {line:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_error_says_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the client's data directory should be: the storage
+    // error ("client storage directory: {0}") wraps the operating
+    // system's, which must not follow it a second time.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let file = file.display().to_string();
+    let out = run(&["conversations", "--data", &file]);
+    assert_one_line_error(
+        "a client data directory that is a file",
+        &out,
+        &[&file, "file exists"],
+    );
+    // Nothing listens on port 1.
+    let device = dir.path().join("device").display().to_string();
+    let out = run(&[
+        "login",
+        "alice",
+        "--password",
+        "password-of-a-test",
+        "--server",
+        "127.0.0.1:1",
+        "--data",
+        &device,
+    ]);
+    assert_one_line_error(
+        "login with the server unreachable",
+        &out,
+        &["127.0.0.1:1", "refused"],
     );
 }
 
