@@ -214,3 +214,18 @@ fn cli_errors_are_one_clear_line_with_a_nonzero_exit() {
     ]);
     assert_one_line_error("login with the server unreachable", &out, &["127.0.0.1:1"]);
 }
+
+#[test]
+fn a_server_whose_data_directory_is_a_file_says_so_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "").unwrap();
+    let file = file.display().to_string();
+    let out = run(&["server", "--listen", "127.0.0.1:0", "--data", &file]);
+    // Nothing on stdout: it never said it was listening.
+    assert_one_line_error(
+        "server with a file as data directory",
+        &out,
+        &["data directory", &file, "file exists"],
+    );
+}
