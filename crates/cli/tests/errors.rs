@@ -229,3 +229,45 @@ fn a_server_whose_data_directory_is_a_file_says_so_before_listening() {
         &["data directory", &file, "file exists"],
     );
 }
+
+#[test]
+fn send_timing_out_says_where_each_message_is() {
+    // bob's device is not running: messages reach In-Flight, not Success.
+    let mut w = World::new(&[]);
+    let a = w.a_dir();
+    let out = run(&["send", TITLE, "hello bob", "--data", &a, "--timeout", "3"]);
+    assert_eq!(out.code(), Some(2), "{:?} {}", out.stdout, out.stderr);
+    assert_eq!(
+        ids_with_status(&out.stdout, "in-flight").len(),
+        1,
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("still in-flight after 3s")
+            && out.stderr.contains("the server has it")
+            && !out.stderr.contains("queued on this device"),
+        "{}",
+        out.stderr
+    );
+
+    // The server is down: the message stays Sending, queued on the device.
+    w.server.proc.kill();
+    let out = run(&[
+        "send",
+        TITLE,
+        "are you there",
+        "--data",
+        &a,
+        "--timeout",
+        "1",
+    ]);
+    assert_eq!(out.code(), Some(2), "{:?} {}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("still sending after 1s")
+            && out.stderr.contains("queued on this device")
+            && !out.stderr.contains("the server has it"),
+        "{}",
+        out.stderr
+    );
+}
