@@ -122,8 +122,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        // What a shell reports for a process ended by SIGPIPE.
+        Err(e) if output::stdout_closed(&e) => ExitCode::from(141),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", output::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -8,23 +8,27 @@ use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatsync");
 
-/// Runs `chatsync bench ARGS --json FILE` and returns the parsed JSON.
-fn bench(args: &[&str]) -> Value {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let out = Command::new(BIN)
-        .arg("bench")
+/// Runs `chatsync bench ARGS` with what the tests around it need: no
+/// peer reachable, no `RUST_LOG`, no stdin.
+fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("bench")
         .args(args)
-        .arg("--json")
-        .arg(&json)
         .env_remove("RUST_LOG")
         // Peers are not selected here; make sure none is reached anyway.
         .env("CHATSYNC_BENCH_NATS_URL", "nats://127.0.0.1:1")
         .env("CHATSYNC_BENCH_SYNAPSE_URL", "http://127.0.0.1:1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs `chatsync bench ARGS --json FILE`; returns the parsed JSON and
+/// what it printed on stdout.
+fn bench_printed(args: &[&str]) -> (Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = command(args).arg("--json").arg(&json).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -32,7 +36,32 @@ fn bench(args: &[&str]) -> Value {
         out.status
     );
     let text = std::fs::read_to_string(&json).unwrap();
-    serde_json::from_str(&text).unwrap()
+    (serde_json::from_str(&text).unwrap(), stdout)
+}
+
+/// Runs `chatsync bench ARGS --json FILE` and returns the parsed JSON.
+fn bench(args: &[&str]) -> Value {
+    bench_printed(args).0
+}
+
+/// Runs `chatsync bench ARGS`, expected to refuse before measuring
+/// anything: a non-zero exit, nothing on stdout (not even the machine
+/// line printed before the first suite) and one line on stderr naming
+/// `needle`.
+fn assert_refused_at_once(args: &[&str], needle: &str) {
+    let out = command(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let what = format!("bench {args:?}");
+    assert!(!out.status.success(), "{what}: exited 0");
+    assert!(stdout.is_empty(), "{what}: ran before refusing:\n{stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: stderr is not one line: {stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "{what}: {:?} does not name {needle:?}",
+        lines[0]
+    );
 }
 
 /// The number at `path` (`a.b.0.c`), asserted present and positive.
@@ -211,4 +240,149 @@ fn history_suite_writes_every_figure() {
     for r in ratios {
         assert!(r["p50"].as_f64().unwrap() > 0.0, "{r}");
     }
+}
+
+#[test]
+fn an_unwritable_json_path_fails_before_any_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("b.json");
+    let path = path.to_str().unwrap();
+    assert_refused_at_once(&["--suite", "floors", "--json", path], path);
+}
+
+#[test]
+fn options_of_every_selected_suite_are_checked_before_any_runs() {
+    // The suite that uses the wrong option comes after one that would run
+    // for a while (floors, with its default sizes).
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--suite",
+                "floors,history",
+                "--history-server",
+                "1000",
+                "--history-client",
+                "5000",
+            ],
+            "--history-server",
+        ),
+        (
+            &["--suite", "floors,fanout", "--fanout-sizes", "1"],
+            "--fanout-sizes",
+        ),
+        (
+            &["--suite", "floors,fanout", "--fanout-messages", "0"],
+            "--fanout-messages",
+        ),
+        (
+            &["--suite", "floors,connections", "--connections", "0"],
+            "--connections",
+        ),
+        (
+            &["--suite", "floors,catchup", "--catchup-messages", "0"],
+            "--catchup-messages",
+        ),
+        (
+            &["--suite", "floors,throughput", "--max-messages", "0"],
+            "--max-messages",
+        ),
+        (
+            &["--suite", "floors", "--sqlite-batch", "0"],
+            "--sqlite-batch",
+        ),
+        (
+            &["--suite", "floors,throughput", "--window", "0"],
+            "--window",
+        ),
+        (&["--suite", "floors,syncer", "--rate", "inf"], "--rate"),
+        (&["--suite", "floors,syncer", "--rate", "NaN"], "--rate"),
+    ];
+    for (args, flag) in cases {
+        assert_refused_at_once(args, flag);
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_the_bench_quietly() {
+    let mut child = command(&[
+        "--suite",
+        "floors",
+        "--echo-messages",
+        "100",
+        "--sqlite-commits",
+        "10",
+        "--sqlite-batches",
+        "2",
+        "--sqlite-batch",
+        "5",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Read the first line (the machine), then go away like `head -1`.
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+    assert!(first.starts_with("chatsync bench on"), "{first:?}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0 | 141)),
+        "exit {:?}, stderr:\n{stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn a_single_suite_prints_only_what_it_measured() {
+    let (v, printed) = bench_printed(&["--suite", "syncer", "--messages", "30", "--rate", "300"]);
+    // The side-by-side has the client library's row, none of the peers'.
+    assert!(
+        printed.contains("chatsync send → In-Flight (client library)"),
+        "{printed}"
+    );
+    for absent in [
+        "NATS JetStream",
+        "Redis XADD",
+        "Matrix Synapse",
+        "floor: WS",
+    ] {
+        assert!(!printed.contains(absent), "{absent} printed:\n{printed}");
+    }
+    // The goals it measured, then one line for the rest.
+    assert!(printed.contains("send → Success p50 ≤ 3 ms"), "{printed}");
+    let goals = v["goals"].as_array().unwrap();
+    let unmeasured = goals
+        .iter()
+        .filter(|g| g["verdict"] == "not measured")
+        .count();
+    assert!(unmeasured > 0, "{goals:?}");
+    assert!(
+        !printed
+            .lines()
+            .any(|l| l.trim_end().ends_with("not measured")),
+        "a not-measured goal was printed:\n{printed}"
+    );
+    let line = format!(
+        "({unmeasured} more goals not measured by these suites; --suite all measures every one)"
+    );
+    assert!(printed.contains(&line), "no {line:?} in:\n{printed}");
+    // The JSON keeps every goal, measured or not.
+    assert!(goals.len() > unmeasured, "{goals:?}");
+}
+
+#[test]
+fn an_absent_peer_is_skipped_naming_each_cause_once() {
+    // Nothing listens on port 1 (set by `command`).
+    let (v, printed) = bench_printed(&["--suite", "nats"]);
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("== nats: SKIPPED"))
+        .unwrap_or_else(|| panic!("no SKIPPED line in:\n{printed}"));
+    assert!(line.contains("nats://127.0.0.1:1"), "{line}");
+    assert_eq!(line.matches("os error").count(), 1, "{line}");
+    assert!(v["suites"]["nats"]["skipped"].is_string(), "{v}");
 }

@@ -24,6 +24,7 @@ fn assert_one_line_error(what: &str, out: &Output, needles: &[&str]) {
     );
     let line = lines[0];
     assert!(line.starts_with("error: "), "{what}: {line:?}");
+    assert_says_each_cause_once(what, line);
     for n in needles {
         assert!(
             line.to_lowercase().contains(&n.to_lowercase()),
@@ -34,6 +35,54 @@ fn assert_one_line_error(what: &str, out: &Output, needles: &[&str]) {
         out.stdout.is_empty(),
         "{what}: printed on stdout: {:?}",
         out.stdout
+    );
+}
+
+/// Checks that no part of an error line (`a: b: c`) repeats another, as
+/// `i/o error: X: X` would.
+fn assert_says_each_cause_once(what: &str, line: &str) {
+    let parts: Vec<&str> = line.split(": ").collect();
+    for (i, p) in parts.iter().enumerate() {
+        for q in &parts[i + 1..] {
+            assert!(
+                q.len() < 8 || !p.contains(q),
+                "{what}: {q:?} is said twice in {line:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_error_says_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the client's data directory should be: the storage
+    // error ("client storage directory: {0}") wraps the operating
+    // system's, which must not follow it a second time.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let file = file.display().to_string();
+    let out = run(&["conversations", "--data", &file]);
+    assert_one_line_error(
+        "a client data directory that is a file",
+        &out,
+        &[&file, "file exists"],
+    );
+    // Nothing listens on port 1.
+    let device = dir.path().join("device").display().to_string();
+    let out = run(&[
+        "login",
+        "alice",
+        "--password",
+        "password-of-a-test",
+        "--server",
+        "127.0.0.1:1",
+        "--data",
+        &device,
+    ]);
+    assert_one_line_error(
+        "login with the server unreachable",
+        &out,
+        &["127.0.0.1:1", "refused"],
     );
 }
 
@@ -164,4 +213,61 @@ fn cli_errors_are_one_clear_line_with_a_nonzero_exit() {
         &c,
     ]);
     assert_one_line_error("login with the server unreachable", &out, &["127.0.0.1:1"]);
+}
+
+#[test]
+fn a_server_whose_data_directory_is_a_file_says_so_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "").unwrap();
+    let file = file.display().to_string();
+    let out = run(&["server", "--listen", "127.0.0.1:0", "--data", &file]);
+    // Nothing on stdout: it never said it was listening.
+    assert_one_line_error(
+        "server with a file as data directory",
+        &out,
+        &["data directory", &file, "file exists"],
+    );
+}
+
+#[test]
+fn send_timing_out_says_where_each_message_is() {
+    // bob's device is not running: messages reach In-Flight, not Success.
+    let mut w = World::new(&[]);
+    let a = w.a_dir();
+    let out = run(&["send", TITLE, "hello bob", "--data", &a, "--timeout", "3"]);
+    assert_eq!(out.code(), Some(2), "{:?} {}", out.stdout, out.stderr);
+    assert_eq!(
+        ids_with_status(&out.stdout, "in-flight").len(),
+        1,
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("still in-flight after 3s")
+            && out.stderr.contains("the server has it")
+            && !out.stderr.contains("queued on this device"),
+        "{}",
+        out.stderr
+    );
+
+    // The server is down: the message stays Sending, queued on the device.
+    w.server.proc.kill();
+    let out = run(&[
+        "send",
+        TITLE,
+        "are you there",
+        "--data",
+        &a,
+        "--timeout",
+        "1",
+    ]);
+    assert_eq!(out.code(), Some(2), "{:?} {}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("still sending after 1s")
+            && out.stderr.contains("queued on this device")
+            && !out.stderr.contains("the server has it"),
+        "{}",
+        out.stderr
+    );
 }

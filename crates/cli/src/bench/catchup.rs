@@ -30,7 +30,7 @@ struct Figures {
 /// Runs the catch-up suite.
 pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let a = &ctx.args;
-    let n = a.catchup_messages.max(1);
+    let n = a.catchup_messages;
     let dir = ctx.tmp.join("server-catchup");
     let writer = Seeder::open(&dir)?
         .users("catchupw", 1)?
@@ -139,7 +139,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         "fill (server acks at max rate)".into(),
         per_sec(filled.acked_per_s),
     ]);
-    t.print();
+    t.print()?;
     report.key.catchup_per_s = Some(figures.msgs_per_s);
     report.key.catchup_messages = Some(n as f64);
     report.add("catchup", figures);

@@ -10,6 +10,7 @@ use super::report::{thousands, Report, Table};
 use super::server::{BenchServer, Seeder};
 use super::stats::{self, ProcWatch};
 use super::Ctx;
+use crate::output::outln;
 use chatsync_protocol::ClientFrame;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -69,7 +70,7 @@ pub fn raise_nofile(want: u64) -> u64 {
 /// Runs the connections suite.
 pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let a = &ctx.args;
-    let target = a.connections.max(1);
+    let target = a.connections;
     let limit = raise_nofile(target as u64 + 4096);
     // The server child inherits the same limit; both sides need one
     // descriptor per connection plus their own files.
@@ -77,13 +78,14 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     anyhow::ensure!(room > 0, "the open-file limit is only {limit}");
     let n = target.min(room);
     let capped_by = (n < target).then(|| {
-        let why = format!(
+        format!(
             "capped from {target} to {n} connections: the hard open-file limit is {limit} and cannot be raised here (no CAP_SYS_RESOURCE; `ulimit -Hn`)"
-        );
-        println!();
-        println!("note: {why}");
-        why
+        )
     });
+    if let Some(why) = &capped_by {
+        outln!()?;
+        outln!("note: {why}")?;
+    }
     let accounts = n.div_ceil(PER_ACCOUNT);
     let dir = ctx.tmp.join("server-connections");
     let users = Seeder::open(&dir)?.users("conn", accounts)?;
@@ -252,9 +254,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     if let Some(c) = figures.server_cpu_percent_while_held {
         t.row(vec!["server CPU while held".into(), format!("{c:.1}%")]);
     }
-    t.print();
+    t.print()?;
     if let Some(e) = &figures.first_error {
-        println!("first connection error: {e}");
+        outln!("first connection error: {e}")?;
     }
     report.key.connections = Some(connected as f64);
     report.key.connections_rss_mib = Some(figures.server_rss_connected_mib);

@@ -12,6 +12,7 @@ use super::lite;
 use super::report::{per_sec, Report, Table};
 use super::stats::{rate, Lat, LatHist};
 use super::Ctx;
+use crate::output::outln;
 use anyhow::Context;
 use axum::extract::ws::{Message as AxMessage, WebSocket, WebSocketUpgrade};
 use futures_util::{SinkExt, StreamExt};
@@ -66,7 +67,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         &format!("SQLite commit ({} rows, fsync)", sqlite.batch),
         &sqlite.batch_commit,
     );
-    t.print();
+    t.print()?;
     let mut r = Table::new("floor throughput", &["floor", "rate"]);
     r.row(vec![
         format!("WebSocket echo, pipelined (window {})", ws.window),
@@ -80,11 +81,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         format!("SQLite rows in batches of {}", sqlite.batch),
         per_sec(sqlite.batched_rows_per_s),
     ]);
-    r.print();
-    println!(
+    r.print()?;
+    outln!(
         "(echo frames average {:.0} bytes; SQLite file {})",
-        ws.mean_frame_bytes, sqlite.path
-    );
+        ws.mean_frame_bytes,
+        sqlite.path
+    )?;
 
     report.key.ws_rtt_p50_us = Some(ws.round_trip.p50_us);
     report.key.ws_rtt_p99_us = Some(ws.round_trip.p99_us);
@@ -225,7 +227,7 @@ async fn ws_echo(ctx: &Ctx) -> anyhow::Result<WsEcho> {
     let _ = ws.close(None).await;
 
     // Pipelined: a window of messages outstanding on one connection.
-    let window = ctx.args.window.max(1);
+    let window = ctx.args.window;
     let ws = lite::connect_path(&server.addr, "/echo", None).await?;
     let (mut tx, mut rx) = ws.split();
     let permits = Arc::new(Semaphore::new(window));
@@ -271,7 +273,7 @@ async fn sqlite_floor(ctx: &Ctx) -> anyhow::Result<SqliteFloor> {
     let path = dir.join("floor.sqlite3");
     let commits = ctx.args.sqlite_commits.max(10);
     let batches = ctx.args.sqlite_batches.max(2);
-    let batch = ctx.args.sqlite_batch.max(1);
+    let batch = ctx.args.sqlite_batch;
     let bodies: Vec<String> = (0..batch.max(commits))
         .map(|i| ctx.body(i).to_string())
         .collect();

@@ -16,8 +16,10 @@
 //!
 //! Every suite starts its own `chatsync server` process (fresh data
 //! directory) so that its CPU and memory are the suite's own. Each prints
-//! a table; `--json FILE` writes everything, with the machine, the
-//! side-by-side comparison and a verdict on each goal of issue 6.
+//! a table, then come the side-by-side comparison and the verdicts on the
+//! goals of issue 6, with the rows this run measured; `--json FILE` writes
+//! everything, with the machine and every goal. Every option of the
+//! selected suites is checked before the first one starts.
 
 mod catchup;
 mod connections;
@@ -33,8 +35,10 @@ mod stats;
 mod syncer;
 mod throughput;
 
+use crate::output::outln;
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -215,17 +219,107 @@ impl Args {
             .iter()
             .any(|x| *x == s || *x == Suite::All || (peer && *x == Suite::Peers))
     }
+
+    /// Whether every suite was asked for (one by one or as `all`).
+    fn wants_every_suite(&self) -> bool {
+        use clap::ValueEnum;
+        Suite::value_variants()
+            .iter()
+            .filter(|s| !matches!(s, Suite::All | Suite::Peers))
+            .all(|s| self.wants(*s))
+    }
+
+    /// Checks the options of the selected suites, so that a wrong one
+    /// fails at once rather than after the suites before its own ran.
+    fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::ensure;
+        fn rate(flag: &str, v: f64) -> anyhow::Result<()> {
+            ensure!(
+                v.is_finite() && v > 0.0,
+                "{flag} must be a positive number of messages per second, not {v}"
+            );
+            Ok(())
+        }
+        fn at_least(flag: &str, v: usize, min: usize) -> anyhow::Result<()> {
+            ensure!(v >= min, "{flag} must be at least {min}, not {v}");
+            Ok(())
+        }
+        // The open loop's options: the syncer, throughput and peers use them.
+        at_least("--senders", self.senders, 1)?;
+        ensure!(
+            self.members >= 2,
+            "--members must be at least 2 (a sender and a recipient), not {}",
+            self.members
+        );
+        rate("--rate", self.rate)?;
+        at_least("--messages", self.messages, 1)?;
+        let max_rate = [Suite::Throughput, Suite::Nats, Suite::Redis];
+        if max_rate.iter().any(|s| self.wants(*s)) {
+            at_least("--max-messages", self.max_messages, 1)?;
+        }
+        if [Suite::Floors, Suite::Catchup]
+            .iter()
+            .chain(&max_rate)
+            .any(|s| self.wants(*s))
+        {
+            at_least("--window", self.window, 1)?;
+        }
+        if self.wants(Suite::Floors) {
+            at_least("--sqlite-batch", self.sqlite_batch, 1)?;
+        }
+        if self.wants(Suite::Synapse) {
+            rate("--synapse-rate", self.synapse_rate)?;
+        }
+        if self.wants(Suite::Fanout) {
+            ensure!(
+                !self.fanout_sizes.is_empty() && self.fanout_sizes.iter().all(|&n| n >= 2),
+                "--fanout-sizes must each be at least 2 (a sender and a member), not {:?}",
+                self.fanout_sizes
+            );
+            at_least("--fanout-messages", self.fanout_messages, 1)?;
+        }
+        if self.wants(Suite::Catchup) {
+            at_least("--catchup-messages", self.catchup_messages, 1)?;
+        }
+        if self.wants(Suite::Connections) {
+            at_least("--connections", self.connections, 1)?;
+        }
+        if self.wants(Suite::History) {
+            at_least("--history-client", self.history_client, 2 * history::PAGE)?;
+            ensure!(
+                self.history_server >= self.history_client,
+                "--history-server ({}) must be at least --history-client ({})",
+                self.history_server,
+                self.history_client
+            );
+            ensure!(
+                self.history_conversations >= 1 || self.history_server == self.history_client,
+                "--history-conversations must be at least 1 when --history-server is above --history-client"
+            );
+            rate("--history-rate", self.history_rate)?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs the selected suites.
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(a.senders >= 1, "--senders must be at least 1");
-    anyhow::ensure!(
-        a.members >= 2,
-        "--members must be at least 2 (a sender and a recipient)"
-    );
-    anyhow::ensure!(a.rate > 0.0, "--rate must be positive");
-    anyhow::ensure!(a.messages >= 1, "--messages must be at least 1");
+    a.validate()?;
+    // Opened (not truncated) now, so that an unwritable path fails before
+    // minutes of measuring rather than after; written at the end.
+    let mut json = a
+        .json
+        .as_deref()
+        .map(|path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map(|file| (path, file))
+                .with_context(|| format!("cannot write the JSON file {}", path.display()))
+        })
+        .transpose()?;
     let tmp = tempfile::Builder::new()
         .prefix("chatsync-bench-")
         .tempdir()
@@ -237,14 +331,14 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         .collect();
     anyhow::ensure!(!bodies.is_empty(), "the corpus excerpt has no message");
     let machine = stats::Machine::probe(tmp.path());
-    println!(
+    outln!(
         "chatsync bench on {} × {} ({:.0} GiB), disk {}, load average {} at start",
         machine.nproc,
         machine.cpu_model,
         machine.memory_gib,
         machine.disk,
         machine.loadavg_at_start
-    );
+    )?;
     let mut report = report::Report::new(machine);
     let ctx = Ctx {
         args: a.clone(),
@@ -257,10 +351,16 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     macro_rules! suite {
         ($s:expr, $name:literal, $call:expr) => {
             if a.wants($s) {
-                if let Err(e) = $call.await {
-                    eprintln!("bench suite {}: error: {e:#}", $name);
-                    report.add($name, serde_json::json!({ "error": format!("{e:#}") }));
-                    failed.push($name);
+                match $call.await {
+                    Ok(()) => {}
+                    // Nobody reads the tables any more: stop.
+                    Err(e) if crate::output::stdout_closed(&e) => return Err(e),
+                    Err(e) => {
+                        let why = crate::output::error_line(&e);
+                        eprintln!("bench suite {}: error: {why}", $name);
+                        report.add($name, serde_json::json!({ "error": why }));
+                        failed.push($name);
+                    }
                 }
             }
         };
@@ -288,11 +388,13 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     suite!(Suite::History, "history", history::run(&ctx, &mut report));
 
-    report.finish();
-    if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+    report.finish(a.wants_every_suite())?;
+    if let Some((path, file)) = json.as_mut() {
+        let text = serde_json::to_string_pretty(&report)?;
+        file.set_len(0)
+            .and_then(|()| file.write_all(text.as_bytes()))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("figures written to {}", path.display());
+        outln!("figures written to {}", path.display())?;
     }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 //! issue 6.
 
 use super::stats::{Lat, Machine};
+use crate::output::outln;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -43,7 +44,7 @@ impl Table {
     }
 
     /// Prints it to stdout.
-    pub fn print(&self) {
+    pub fn print(&self) -> anyhow::Result<()> {
         let cols = self
             .rows
             .iter()
@@ -57,8 +58,8 @@ impl Table {
                 width[i] = width[i].max(c.chars().count());
             }
         }
-        println!();
-        println!("== {}", self.title);
+        outln!()?;
+        outln!("== {}", self.title)?;
         let line = |r: &Vec<String>| {
             let mut s = String::new();
             for (i, c) in r.iter().enumerate() {
@@ -74,10 +75,11 @@ impl Table {
             }
             s
         };
-        println!("{}", line(&self.header));
+        outln!("{}", line(&self.header))?;
         for r in &self.rows {
-            println!("{}", line(r));
+            outln!("{}", line(r))?;
         }
+        Ok(())
     }
 }
 
@@ -261,16 +263,20 @@ impl Report {
     }
 
     /// Records that a suite or peer was skipped, and says why on stdout.
-    pub fn skip(&mut self, name: &str, why: impl Into<String>) {
+    pub fn skip(&mut self, name: &str, why: impl Into<String>) -> anyhow::Result<()> {
         let why = why.into();
-        println!();
-        println!("== {name}: SKIPPED — {why}");
+        outln!()?;
+        outln!("== {name}: SKIPPED — {why}")?;
         self.suites
             .insert(name.to_string(), serde_json::json!({ "skipped": why }));
+        Ok(())
     }
 
-    /// Prints the side-by-side comparison and the goal verdicts.
-    pub fn finish(&mut self) {
+    /// Judges the goals and prints the side-by-side comparison and the
+    /// verdicts, with only the rows this run measured (the JSON keeps them
+    /// all). `every_suite`: whether the run asked for every suite, which
+    /// decides what the line about the goals left out suggests.
+    pub fn finish(&mut self, every_suite: bool) -> anyhow::Result<()> {
         let k = &self.key;
         let rate = k
             .syncer_rate
@@ -333,7 +339,10 @@ impl Report {
                 k.synapse_max_per_s,
             ),
         ];
-        for (name, p50, p99, max) in rows {
+        let measured = rows
+            .into_iter()
+            .filter(|(_, p50, p99, max)| p50.is_some() || p99.is_some() || max.is_some());
+        for (name, p50, p99, max) in measured {
             t.row(vec![
                 name.to_string(),
                 p50.map(us).unwrap_or_else(|| "-".into()),
@@ -343,27 +352,46 @@ impl Report {
                 ratio(k.chatsync_max_per_s, max),
             ]);
         }
-        t.print();
-        println!("(ratios above 1× mean chatsync is ahead: the system's p50 over chatsync's server-ack p50, chatsync's max acked/s over the system's; the floor row is a bound, not a peer)");
+        if !t.rows.is_empty() {
+            t.print()?;
+            outln!("(ratios above 1× mean chatsync is ahead: the system's p50 over chatsync's server-ack p50, chatsync's max acked/s over the system's; the floor row is a bound, not a peer)")?;
+        }
 
         self.goals = goals(&self.key);
         let mut g = Table::new("goals of issue 6", &["goal", "measured", "verdict"]);
-        for goal in &self.goals {
+        for goal in self.goals.iter().filter(|g| g.verdict != NOT_MEASURED) {
             g.row(vec![
                 goal.goal.clone(),
                 goal.measured.clone(),
                 goal.verdict.to_string(),
             ]);
         }
-        g.print();
+        let left_out = self.goals.len() - g.rows.len();
+        if !g.rows.is_empty() {
+            g.print()?;
+        }
+        if left_out > 0 {
+            let more = if g.rows.is_empty() { "" } else { " more" };
+            let goals = if left_out == 1 { "goal" } else { "goals" };
+            let hint = if every_suite {
+                "not measured in this run: their suites were skipped, failed or ran below the goal's sizes"
+            } else {
+                "not measured by these suites; --suite all measures every one"
+            };
+            outln!("({left_out}{more} {goals} {hint})")?;
+        }
+        Ok(())
     }
 }
+
+/// The verdict on a goal that this run did not measure.
+const NOT_MEASURED: &str = "not measured";
 
 fn verdict(ok: Option<bool>) -> &'static str {
     match ok {
         Some(true) => "met",
         Some(false) => "missed",
-        None => "not measured",
+        None => NOT_MEASURED,
     }
 }
 
@@ -468,7 +496,7 @@ fn goals(k: &Key) -> Vec<Goal> {
             (Some(n), Some(rss), _) if n >= 50_000.0 => verdict(Some(rss <= 1024.0)),
             (Some(_), _, Some(p)) if p <= 1024.0 => "met (projected)",
             (Some(_), _, Some(_)) => "missed (projected)",
-            _ => "not measured",
+            _ => NOT_MEASURED,
         },
     });
     let growth = fanout_growth(&k.fanout);

@@ -9,6 +9,7 @@ use super::report::{per_sec, Report, Table};
 use super::server::{bench_client, BenchServer};
 use super::stats::{rate, Lat, LatHist, ProcFigures, ProcWatch};
 use super::Ctx;
+use crate::output::outln;
 use crate::trace::{Recorder, Trace};
 use anyhow::Context;
 use chatsync_client::core::Config;
@@ -261,7 +262,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         server: server_figures,
         latencies: rows,
     };
-    print_table(&figures);
+    print_table(&figures)?;
     let pick = |m: &str| {
         figures
             .latencies
@@ -315,7 +316,7 @@ async fn wait_subscribe(
     }
 }
 
-fn print_table(f: &Figures) {
+fn print_table(f: &Figures) -> anyhow::Result<()> {
     let mut t = Table::new(
         format!(
             "syncer: {} messages from {} sender(s) to {} recipient(s) each, open loop at {:.0}/s target, {:.0}/s achieved, {:.1}s; {} reached Success",
@@ -326,9 +327,9 @@ fn print_table(f: &Figures) {
     for r in &f.latencies {
         t.lat_row(r.metric, &r.lat);
     }
-    t.print();
+    t.print()?;
     let e = &f.errors;
-    println!(
+    outln!(
         "errors: {} send, {} failed, {} never In-Flight, {} never Success{}; max schedule lag {:.0}µs",
         e.send,
         e.failed,
@@ -339,15 +340,16 @@ fn print_table(f: &Figures) {
             .map(|s| format!(" (first: {s})"))
             .unwrap_or_default(),
         f.max_schedule_lag_us
-    );
+    )?;
     if let Some(s) = &f.server {
-        println!(
+        outln!(
             "server: CPU {:.1}s ({:.0}% of one core), RSS {:.1} MiB (peak {:.1} MiB); throughput {}",
             s.cpu_seconds,
             s.cpu_percent,
             s.rss_mib,
             s.peak_rss_mib,
             per_sec(f.rate_achieved)
-        );
+        )?;
     }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use super::load::{self, Appender, MaxRate, OpenLoop};
 use super::report::{per_sec, Report, Table};
 use super::server::{BenchServer, Seeder};
 use super::stats::{self, ProcFigures, ProcWatch};
+use crate::output::outln;
 
 /// Name of the server's group-commit thread (`crates/server/src/commit.rs`).
 const COMMITTER: &str = "chatsync-commit";
@@ -234,8 +235,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         &format!("max rate, {} conn × window {}", max.senders, max.window),
         &max.ack,
     );
-    t.print();
-    println!(
+    t.print()?;
+    outln!(
         "max rate: {} acknowledged (fsynced) messages/s; errors {} open loop, {} max rate{}",
         per_sec(max.acked_per_s),
         open.errors,
@@ -245,23 +246,23 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             .or(max.first_error.as_ref())
             .map(|e| format!(" (first: {e})"))
             .unwrap_or_default()
-    );
+    )?;
     if let Some(s) = &max_server {
-        println!(
+        outln!(
             "server during max rate: CPU {:.0}% of one core, RSS {:.1} MiB; load generator (this process) CPU {:.0}%",
             s.cpu_percent,
             s.rss_mib,
             max_generator.map(|g| g.cpu_percent).unwrap_or(0.0)
-        );
+        )?;
     }
     if let (Some(s), Some(c)) = (server_cpu_us_per_message, committer_cpu_us_per_message) {
-        println!(
+        outln!(
             "server CPU per acknowledged message: {s:.1}µs, of which the group-commit thread {c:.1}µs (serial: at most {} with a core to itself, before fsync waits)",
             per_sec(1e6 / c.max(1e-3))
-        );
+        )?;
     }
     if let Some(f) = fanout_cpu_us_per_message {
-        println!("fan-out thread (pushes and answers after each commit): {f:.1}µs per acknowledged message");
+        outln!("fan-out thread (pushes and answers after each commit): {f:.1}µs per acknowledged message")?;
     }
     report.key.chatsync_max_per_s = Some(max.acked_per_s);
     report.key.chatsync_max_ack_p50_us = Some(max.ack.p50_us);

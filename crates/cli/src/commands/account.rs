@@ -1,5 +1,6 @@
 //! `chatsync register` and `chatsync login`.
 
+use crate::output::outln;
 use crate::ClientArgs;
 use anyhow::Context;
 use chatsync_client::Client;
@@ -41,7 +42,7 @@ pub async fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
     let user = chatsync_client::register(&a.server, &a.username, &a.password)
         .await
         .with_context(|| format!("cannot register {:?}", a.username))?;
-    println!("registered {} ({user})", a.username);
+    outln!("registered {} ({user})", a.username)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -64,11 +65,11 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<ExitCode> {
     {
         let _ = client.refresh_conversations().await;
     }
-    println!(
+    outln!(
         "logged in as {} ({}); session stored in {}",
         a.username,
         client.user(),
         a.client.data.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

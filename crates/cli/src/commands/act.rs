@@ -2,6 +2,7 @@
 //! applied locally at once and followed to the server's answer.
 
 use super::{open_client, resolve_conversation};
+use crate::output::outln;
 use crate::ClientArgs;
 use anyhow::{bail, Context};
 use chatsync_client::{Client, Status, TimelineChange};
@@ -17,7 +18,7 @@ pub struct EditArgs {
     /// The new text.
     body: String,
     /// Seconds to wait for the server's answer.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::seconds)]
     timeout: f64,
     #[command(flatten)]
     client: ClientArgs,
@@ -29,7 +30,7 @@ pub struct DeleteArgs {
     /// Id of one of your messages.
     message: MessageId,
     /// Seconds to wait for the server's answer.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::seconds)]
     timeout: f64,
     #[command(flatten)]
     client: ClientArgs,
@@ -46,7 +47,7 @@ pub struct ReactArgs {
     #[arg(long)]
     off: bool,
     /// Seconds to wait for the server's answer.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::seconds)]
     timeout: f64,
     #[command(flatten)]
     client: ClientArgs,
@@ -104,10 +105,10 @@ pub async fn react(a: ReactArgs) -> anyhow::Result<ExitCode> {
 pub async fn retry(a: IdArgs) -> anyhow::Result<ExitCode> {
     let client = open_client(&a.client.data).await?;
     client.retry(a.id).await.context("cannot retry")?;
-    println!(
+    outln!(
         "{} queued again (same id); run `chatsync flush` to wait for it",
         a.id
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -115,7 +116,7 @@ pub async fn retry(a: IdArgs) -> anyhow::Result<ExitCode> {
 pub async fn discard(a: IdArgs) -> anyhow::Result<ExitCode> {
     let client = open_client(&a.client.data).await?;
     client.discard(a.id).await.context("cannot discard")?;
-    println!("{} discarded", a.id);
+    outln!("{} discarded", a.id)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -138,14 +139,14 @@ pub async fn read(a: ReadArgs) -> anyhow::Result<ExitCode> {
     // goes out on the next connection otherwise.
     let sent = client.wait_connected(Duration::from_secs(3)).await.is_ok();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    println!(
+    outln!(
         "read up to {seq}{}",
         if sent {
             ""
         } else {
             " (stored; the server learns it on the next connection)"
         }
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -159,25 +160,25 @@ async fn follow(
     timeout: f64,
 ) -> anyhow::Result<ExitCode> {
     let Some(action) = action else {
-        println!("{what} applied to the queued message itself (it had not left this device)");
+        outln!("{what} applied to the queued message itself (it had not left this device)")?;
         return Ok(ExitCode::SUCCESS);
     };
-    println!("{action} {what} of {message}: applied locally, sending");
+    outln!("{action} {what} of {message}: applied locally, sending")?;
     let item = client.item(message).await?.context("the message is gone")?;
     let mut timeline = client.subscribe(item.conversation, 0).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout);
     loop {
         if let Some(row) = client.item(action).await? {
             if row.status.is_confirmed() {
-                println!(
+                outln!(
                     "{action} {what} confirmed by the server (seq {})",
                     row.seq.map_or(0, |s| s.0)
-                );
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
             if row.status == Status::Failed {
                 let why = row.failure.map(|f| f.message).unwrap_or_default();
-                println!("{action} {what} refused: {why} (rolled back; `chatsync retry {action}` sends it again)");
+                outln!("{action} {what} refused: {why} (rolled back; `chatsync retry {action}` sends it again)")?;
                 return Ok(ExitCode::FAILURE);
             }
         }

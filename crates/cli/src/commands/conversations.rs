@@ -1,6 +1,7 @@
 //! `chatsync create` and `chatsync conversations`.
 
 use super::open_client;
+use crate::output::outln;
 use crate::ClientArgs;
 use anyhow::Context;
 use std::process::ExitCode;
@@ -40,7 +41,7 @@ pub async fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
         .create_conversation(&a.title, &members)
         .await
         .context("cannot create the conversation")?;
-    println!("{}\t{}", conv.id, conv.title);
+    outln!("{}\t{}", conv.id, conv.title)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -54,18 +55,18 @@ pub async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     }
     let convs = client.conversations().await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&convs)?);
+        outln!("{}", serde_json::to_string_pretty(&convs)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     for c in convs {
         let members: Vec<&str> = c.members.iter().map(|m| m.username.as_str()).collect();
-        println!(
+        outln!(
             "{}\t{}\t{} messages\t{}",
             c.id,
             c.title,
             c.last_seq,
             members.join(",")
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -63,3 +63,12 @@ fn find_conversation(
         _ => bail!("several conversations are titled {given:?}; give its id instead"),
     }
 }
+
+/// Parses a `--timeout`: seconds, from 0 to a billion (a wait that a
+/// `Duration` and a deadline can hold).
+pub fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1e9).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 1e9")),
+    }
+}

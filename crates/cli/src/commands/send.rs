@@ -1,7 +1,7 @@
 //! `chatsync send` and `chatsync flush`.
 
 use super::{open_client, resolve_conversation};
-use crate::output::{glyph, name};
+use crate::output::{glyph, name, outln};
 use crate::ClientArgs;
 use anyhow::bail;
 use chatsync_client::{Status, TimelineChange};
@@ -16,9 +16,10 @@ pub struct Args {
     /// Message text; several are sent in order, pipelined.
     #[arg(required = true)]
     bodies: Vec<String>,
-    /// Stop following after this many seconds (the messages stay queued
-    /// and go out the next time this device runs a command).
-    #[arg(long, default_value_t = 30.0)]
+    /// Stop following after this many seconds and exit 2: a message still
+    /// Sending stays queued and goes out the next time this device runs a
+    /// command; one In-Flight is on the server, waiting for delivery.
+    #[arg(long, default_value_t = 30.0, value_parser = super::seconds)]
     timeout: f64,
     /// Stop following once this status is reached.
     #[arg(long, value_enum, default_value_t = Until::Success)]
@@ -31,7 +32,7 @@ pub struct Args {
 #[derive(clap::Args)]
 pub struct FlushArgs {
     /// Give up after this many seconds.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = super::seconds)]
     timeout: f64,
     #[command(flatten)]
     client: ClientArgs,
@@ -79,12 +80,12 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut pending = std::collections::HashMap::new();
     for body in &a.bodies {
         let id = client.send(conv, body.clone()).await?;
-        println!(
+        outln!(
             "{id} {} {} +{:.1}ms",
             glyph(Status::Sending),
             name(Status::Sending),
             ms(start)
-        );
+        )?;
         pending.insert(id, Status::Sending);
     }
     if a.until == Until::Queued {
@@ -103,9 +104,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 for (id, s) in &pending {
                     if !a.until.reached(*s) && *s != Status::Failed {
                         eprintln!(
-                            "{id} still {} after {}s; it stays queued on this device and goes out by itself the next time it runs",
+                            "{id} still {} after {}s; {}",
                             name(*s),
-                            a.timeout
+                            a.timeout,
+                            pending_why(*s)
                         );
                     }
                 }
@@ -131,7 +133,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         match failure {
             Some(f) if status == Status::Failed => {
                 failed = true;
-                println!(
+                outln!(
                     "{id} {} {} +{:.1}ms: {} ({:?}{})",
                     glyph(status),
                     name(status),
@@ -139,14 +141,14 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                     f.message,
                     f.code,
                     if f.retryable { ", retryable" } else { "" }
-                );
+                )?;
             }
-            _ => println!(
+            _ => outln!(
                 "{id} {} {} +{:.1}ms",
                 glyph(status),
                 name(status),
                 ms(start)
-            ),
+            )?,
         }
     }
     Ok(if failed {
@@ -187,7 +189,7 @@ pub async fn flush(a: FlushArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let Some(first) = failed.first() else {
-        println!("nothing left in Sending");
+        outln!("nothing left in Sending")?;
         return Ok(ExitCode::SUCCESS);
     };
     let why = first
@@ -200,6 +202,17 @@ pub async fn flush(a: FlushArgs) -> anyhow::Result<ExitCode> {
         first.id
     );
     Ok(ExitCode::FAILURE)
+}
+
+/// Where a message that has not reached the status waited for is, and
+/// what happens to it next.
+fn pending_why(s: Status) -> &'static str {
+    match s {
+        Status::Sending => {
+            "it stays queued on this device and goes out by itself the next time it runs"
+        }
+        _ => "the server has it and is waiting to deliver it to the recipients' devices (it does once they are online)",
+    }
 }
 
 fn ms(start: Instant) -> f64 {

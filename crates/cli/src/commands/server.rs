@@ -1,10 +1,12 @@
 //! `chatsync server`.
 
+use crate::output::outln;
 use anyhow::Context;
 use chatsync_protocol::Limits;
 use chatsync_server::ServerConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Arguments of `server`.
@@ -53,6 +55,12 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let addr = listener.local_addr()?;
+    // Opened before announcing the address: once it says it listens, it
+    // serves.
+    let dir = a.data.clone();
+    let store = tokio::task::spawn_blocking(move || chatsync_server::open_store(&dir))
+        .await?
+        .with_context(|| format!("cannot open the data directory {}", a.data.display()))?;
     let limits = Limits {
         max_body_bytes: a.max_body_bytes,
         max_frame_bytes: a.max_frame_bytes,
@@ -60,13 +68,13 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         rate_burst: a.burst,
         ..Limits::default()
     };
-    println!(
+    outln!(
         "chatsync server listening on ws://{addr}{} with data in {} (max body {} bytes, {} sends/s per connection)",
         chatsync_protocol::WS_PATH,
         a.data.display(),
         limits.max_body_bytes,
         limits.rate_per_sec
-    );
+    )?;
     let config = ServerConfig {
         data_dir: a.data,
         limits,
@@ -75,8 +83,8 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         max_connections_per_user: a.max_connections_per_user,
         session_ttl: Duration::from_secs(a.session_ttl_days.saturating_mul(86_400)),
     };
-    chatsync_server::serve(listener, config, shutdown_signal()).await?;
-    println!("chatsync server stopped");
+    chatsync_server::serve_with_store(listener, config, Arc::new(store), shutdown_signal()).await?;
+    outln!("chatsync server stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 

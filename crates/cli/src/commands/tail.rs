@@ -1,7 +1,7 @@
 //! `chatsync tail` and `chatsync history`.
 
 use super::{open_client, resolve_conversation};
-use crate::output::{glyph, name};
+use crate::output::{glyph, name, outln};
 use crate::ClientArgs;
 use chatsync_client::core::Event;
 use chatsync_client::{Item, TimelineChange};
@@ -82,9 +82,9 @@ pub async fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     for item in client.page(conv, None, a.limit).await? {
         if a.json {
-            println!("{}", serde_json::to_string(&item)?);
+            outln!("{}", serde_json::to_string(&item)?)?;
         } else {
-            println!("{}", line(&item, &title));
+            outln!("{}", line(&item, &title))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -132,12 +132,12 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             Some((conv, change)) = rx.recv() => {
                 let title = titles.get(&conv).cloned().unwrap_or_default();
                 match change {
-                    TimelineChange::Upserted(item) => println!("{}", line(&item, &title)),
+                    TimelineChange::Upserted(item) => outln!("{}", line(&item, &title))?,
                     TimelineChange::StatusChanged { id, status, failure } => {
                         let why = failure.map(|f| format!(": {}", f.message)).unwrap_or_default();
-                        println!("#{title} status {id} {} {}{why}", glyph(status), name(status));
+                        outln!("#{title} status {id} {} {}{why}", glyph(status), name(status))?;
                     }
-                    TimelineChange::Removed(id) => println!("#{title} removed {id}"),
+                    TimelineChange::Removed(id) => outln!("#{title} removed {id}")?,
                 }
             }
             Ok(ev) = events.recv() => match ev {

@@ -11,6 +11,7 @@ pub mod synapse;
 use super::load::{MaxRate, OpenLoop};
 use super::report::{per_sec, Table};
 use super::stats::ProcFigures;
+use crate::output::outln;
 use serde::Serialize;
 
 /// What a peer run measured.
@@ -30,7 +31,7 @@ pub struct PeerFigures {
 
 impl PeerFigures {
     /// Prints the peer's table.
-    pub fn print(&self, title: &str) {
+    pub fn print(&self, title: &str) -> anyhow::Result<()> {
         let mut t = Table::new(
             format!("{title}: {}", self.system),
             &["run", "count", "p50", "p90", "p99", "p99.9", "max"],
@@ -49,25 +50,28 @@ impl PeerFigures {
             ),
             &self.max_rate.ack,
         );
-        t.print();
+        t.print()?;
         let first = self
             .open_loop
             .first_error
             .as_ref()
             .or(self.max_rate.first_error.as_ref());
-        println!(
+        outln!(
             "max rate: {} acknowledged/s; errors {} open loop, {} max rate{}",
             per_sec(self.max_rate.acked_per_s),
             self.open_loop.errors,
             self.max_rate.errors,
             first.map(|e| format!(" (first: {e})")).unwrap_or_default()
-        );
-        println!("durability: {}", self.durability);
+        )?;
+        outln!("durability: {}", self.durability)?;
         if let Some(p) = &self.process {
-            println!(
+            outln!(
                 "process: CPU {:.1}s ({:.0}% of one core over both runs), RSS {:.1} MiB",
-                p.cpu_seconds, p.cpu_percent, p.rss_mib
-            );
+                p.cpu_seconds,
+                p.cpu_percent,
+                p.rss_mib
+            )?;
         }
+        Ok(())
     }
 }

@@ -55,8 +55,11 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             Err(e) => {
                 report.skip(
                     "nats",
-                    format!("no NATS server at {url} ({e:#}); set {URL_ENV} to use another"),
-                );
+                    format!(
+                        "no NATS server at {url} ({}); set {URL_ENV} to use another",
+                        crate::output::error_line(&e)
+                    ),
+                )?;
                 return Ok(());
             }
         }
@@ -76,7 +79,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         report.skip(
             "nats",
             format!("NATS at {url} has no usable JetStream (cannot create a file stream: {e})"),
-        );
+        )?;
         return Ok(());
     }
     let system = Nats {
@@ -119,7 +122,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         max_rate: max,
         process,
     };
-    figures.print("peer NATS JetStream publish-ack");
+    figures.print("peer NATS JetStream publish-ack")?;
     report.key.nats_p50_us = Some(figures.open_loop.ack.p50_us);
     report.key.nats_p99_us = Some(figures.open_loop.ack.p99_us);
     report.key.nats_max_per_s = Some(figures.max_rate.acked_per_s);

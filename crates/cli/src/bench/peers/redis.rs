@@ -66,7 +66,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             report.skip(
                 "redis",
                 format!("cannot start `{bin}` ({e}); install redis-server or set {BIN_ENV}"),
-            );
+            )?;
             return Ok(());
         }
     };
@@ -135,7 +135,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         max_rate: max,
         process,
     };
-    figures.print("peer Redis XADD");
+    figures.print("peer Redis XADD")?;
     report.key.redis_p50_us = Some(figures.open_loop.ack.p50_us);
     report.key.redis_p99_us = Some(figures.open_loop.ack.p99_us);
     report.key.redis_max_per_s = Some(figures.max_rate.acked_per_s);

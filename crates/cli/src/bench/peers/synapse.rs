@@ -150,18 +150,18 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             report.skip(
                 "synapse",
                 format!("{base} answered {} to /_matrix/client/versions", r.status()),
-            );
+            )?;
             return Ok(());
         }
         Ok(Err(e)) => {
             report.skip(
                 "synapse",
                 format!("no Synapse at {base} ({e}); start one with scripts/synapse.sh, or set {URL_ENV}"),
-            );
+            )?;
             return Ok(());
         }
         Err(_) => {
-            report.skip("synapse", format!("no answer from {base} within 3 s"));
+            report.skip("synapse", format!("no answer from {base} within 3 s"))?;
             return Ok(());
         }
     }
@@ -225,7 +225,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         max_rate: max,
         process,
     };
-    figures.print("peer Matrix Synapse");
+    figures.print("peer Matrix Synapse")?;
     report.key.synapse_p50_us = Some(figures.open_loop.ack.p50_us);
     report.key.synapse_p99_us = Some(figures.open_loop.ack.p99_us);
     report.key.synapse_max_per_s = Some(figures.max_rate.acked_per_s);
