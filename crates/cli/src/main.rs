@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod output;
 mod server_process;
+mod stages;
 mod trace;
 mod verify;
 
@@ -84,7 +85,11 @@ fn main() -> ExitCode {
     match &cli.command {
         // stderr belongs to the full-screen client: log to a file instead.
         Command::Tui(a) => a.init_logging(),
-        c => output::init_tracing(matches!(c, Command::Server(_))),
+        Command::Bench(a) if a.stages => {
+            let file = bench::stage_file();
+            output::init_tracing(false, Some(&file));
+        }
+        c => output::init_tracing(matches!(c, Command::Server(_)), None),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

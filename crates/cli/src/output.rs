@@ -3,16 +3,40 @@
 use chatsync_client::Status;
 
 /// Logs go to stderr, coloured only when stderr is a terminal (a log file
-/// gets plain text); `RUST_LOG` overrides the default level.
-pub fn init_tracing(verbose: bool) {
+/// gets plain text); `RUST_LOG` overrides the default level. Stage stamps
+/// (see [`crate::stages`]) go to `stages`, or to the file the
+/// `CHATSYNC_STAGES` environment variable names, if either is given.
+pub fn init_tracing(verbose: bool, stages: Option<&std::path::Path>) {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let default = if verbose { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter);
+    let from_env = std::env::var_os(crate::stages::ENV).map(std::path::PathBuf::from);
+    let recorder = stages
+        .map(std::path::Path::to_path_buf)
+        .or(from_env)
+        .and_then(|path| match crate::stages::Recorder::to(&path) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("warning: cannot record stages to {}: {e}", path.display());
+                None
+            }
+        })
+        .map(|r| {
+            let only_stages = tracing_subscriber::filter::Targets::new()
+                .with_target(crate::stages::TARGET, tracing::Level::TRACE);
+            r.with_filter(only_stages)
+        });
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(recorder)
         .try_init();
 }
 

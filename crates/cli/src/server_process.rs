@@ -46,16 +46,20 @@ impl Spawned {
 
     async fn try_start(dir: &Path, listen: &str, extra: &[String]) -> anyhow::Result<Spawned> {
         let exe = std::env::current_exe().context("cannot find the chatsync binary")?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .args(["server", "--listen", listen])
             .args(extra)
             .arg("--data")
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start the server process")?;
+            .kill_on_drop(true);
+        // A process that records stage stamps has its server record too.
+        if let Some(file) = crate::stages::file() {
+            command.env(crate::stages::ENV, file);
+        }
+        let mut child = command.spawn().context("cannot start the server process")?;
         let stdout = child.stdout.take().context("server stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())

@@ -66,6 +66,9 @@ impl Recorder {
                 return None;
             }
             t.statuses.push(status);
+            if status == Status::InFlight {
+                tracing::trace!(target: crate::stages::TARGET, stage = "app.in_flight", id = %id);
+            }
             let slot = match status {
                 Status::Sending => &mut t.visible,
                 Status::InFlight => &mut t.in_flight,

@@ -386,3 +386,53 @@ fn an_absent_peer_is_skipped_naming_each_cause_once() {
     assert_eq!(line.matches("os error").count(), 1, "{line}");
     assert!(v["suites"]["nats"]["skipped"].is_string(), "{v}");
 }
+
+/// `--stages`: the client library in the bench process and the server
+/// process it starts both stamp every hand-off; the breakdown lists each
+/// stage, measured on messages stamped at all of them.
+#[test]
+fn stages_break_send_to_in_flight_down_across_both_processes() {
+    let (v, stdout) = bench_printed(&[
+        "--suite",
+        "syncer",
+        "--messages",
+        "60",
+        "--rate",
+        "200",
+        "--stages",
+    ]);
+    let stages = v["suites"]["syncer_stages"]["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "client.stored",
+            "client.transmitted",
+            "server.read",
+            "server.commit",
+            "server.durable",
+            "server.answered",
+            "server.reply",
+            "client.ack",
+            "client.ack_stored",
+            "app.in_flight",
+        ],
+        "server stages need the server process's stamps"
+    );
+    for (i, s) in stages.iter().enumerate() {
+        let count = s["lat"]["count"].as_u64().unwrap();
+        assert!(count >= 30, "stage {i} measured on {count} messages: {s}");
+    }
+    positive(&v, "suites.syncer_stages.whole.p50_us");
+    assert!(stdout.contains("where send → In-Flight goes"), "{stdout}");
+    assert!(stdout.contains("server: insert + fsync done"), "{stdout}");
+}
+
+#[test]
+fn stages_go_with_the_syncer_suite_alone() {
+    assert_refused_at_once(&["--suite", "syncer,floors", "--stages"], "--stages");
+    assert_refused_at_once(&["--stages"], "--stages");
+}

@@ -34,5 +34,6 @@ pub mod model;
 pub mod store;
 
 pub use client::{register, Client, Timeline, DB_FILE};
+pub use driver::STAGE_TARGET;
 pub use error::ClientError;
 pub use model::{ConnectionState, Conversation, Failure, Item, Status, TimelineChange};

@@ -230,6 +230,7 @@ fn run<C, F>(
         if ops.is_empty() {
             continue;
         }
+        crate::stage::stamp_all("server.commit", &ops);
         let result = if poisoned {
             Err("the store failed earlier; restart the server".to_owned())
         } else {
@@ -262,6 +263,7 @@ fn run<C, F>(
                 }
             }
         };
+        crate::stage::stamp_all("server.durable", &ops);
         let batch = Done {
             ops,
             waiters,
@@ -318,6 +320,9 @@ where
             let mut on_commit = answerer.hook();
             for ((op, outcome), (ctx, reply)) in ops.iter().zip(&outcomes).zip(waiters.drain(..)) {
                 (*on_commit)(op, outcome, &ctx);
+                if let WriteOp::Append { id, .. } = op {
+                    crate::stage::stamp("server.answered", *id);
+                }
                 if let Some(reply) = reply {
                     // The submitter may be gone (connection closed); the
                     // write stands and a resend will be deduplicated.

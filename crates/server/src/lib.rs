@@ -50,11 +50,13 @@ mod error;
 pub mod fanout;
 mod gateway;
 pub mod push;
+mod stage;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
 
 pub use error::ServerError;
+pub use stage::STAGE_TARGET;
 pub use store::{ServerStore, SqliteStore};
 
 use chatsync_protocol::Limits;

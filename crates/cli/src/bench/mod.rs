@@ -21,6 +21,7 @@
 //! everything, with the machine and every goal. Every option of the
 //! selected suites is checked before the first one starts.
 
+mod breakdown;
 mod catchup;
 mod connections;
 mod fanout;
@@ -180,6 +181,18 @@ pub struct Args {
     /// History suite: timeline pages read per kind (newest, deep) and side.
     #[arg(long, default_value_t = 1000)]
     pub history_pages: usize,
+    /// Syncer suite alone: also time each hand-off of send → In-Flight,
+    /// in the client library and in the server, and print where the time
+    /// goes (both processes stamp the wall clock into one file; the stamps
+    /// themselves add a few µs per message).
+    #[arg(long)]
+    pub stages: bool,
+}
+
+/// Where `--stages` stamps go: a file of this process in the temporary
+/// directory, removed by the syncer suite once read.
+pub fn stage_file() -> PathBuf {
+    std::env::temp_dir().join(format!("chatsync-stages-{}.log", std::process::id()))
 }
 
 /// What every suite gets.
@@ -244,6 +257,10 @@ impl Args {
             ensure!(v >= min, "{flag} must be at least {min}, not {v}");
             Ok(())
         }
+        ensure!(
+            !self.stages || self.suite == [Suite::Syncer],
+            "--stages goes with --suite syncer alone (other suites' clients would stamp too)"
+        );
         // The open loop's options: the syncer, throughput and peers use them.
         at_least("--senders", self.senders, 1)?;
         ensure!(

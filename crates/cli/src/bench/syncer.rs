@@ -292,6 +292,13 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     if let Some(p) = server {
         p.stop().await;
     }
+    if a.stages {
+        if let Some(file) = crate::stages::file() {
+            let shown = super::breakdown::report(file, report);
+            let _ = std::fs::remove_file(file);
+            shown?;
+        }
+    }
     Ok(())
 }
 

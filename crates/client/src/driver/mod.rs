@@ -10,7 +10,7 @@ use crate::error::ClientError;
 use crate::model::{ConnectionState, Conversation, Item, TimelineChange};
 use crate::store::{ClientStore, StoreOp};
 use chatsync_protocol::{
-    encode, ClientFrame, ConversationId, ConversationInfo, MessageId, Refusal, Seq,
+    encode, ClientFrame, ConversationId, ConversationInfo, MessageId, Refusal, Seq, ServerFrame,
 };
 use connection::{Welcome, Ws};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -129,6 +129,21 @@ pub(crate) enum AnswerSlot {
     List(Reply<Vec<ConversationInfo>>),
 }
 
+/// Target of the events that stamp a message's hand-offs (fields `stage`
+/// and `id`), for a tool that times where the latency goes (`chatsync
+/// bench --stages`).
+pub const STAGE_TARGET: &str = "chatsync::stage";
+
+/// Whether anyone records stage events.
+fn stages_on() -> bool {
+    tracing::enabled!(target: STAGE_TARGET, tracing::Level::TRACE)
+}
+
+/// Stamps a hand-off of message `id` (see [`STAGE_TARGET`]).
+fn stage(stage: &'static str, id: MessageId) {
+    tracing::trace!(target: STAGE_TARGET, stage, id = %id);
+}
+
 /// Milliseconds since the Unix epoch on this device's clock.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -182,13 +197,16 @@ impl<S: ClientStore> Driver<S> {
                 reply,
             } => {
                 let id = MessageId::new();
+                stage("client.send", id);
                 match self.core.send(now, conversation, body, id, now_ms()) {
                     Ok(id) => {
                         // The reply goes out once the insert is committed,
                         // before anything is transmitted.
                         let frames = self.apply_outputs().await?;
+                        stage("client.stored", id);
                         let _ = reply.send(Ok(id));
                         let _ = self.transmit(frames).await;
+                        stage("client.transmitted", id);
                         // (a broken connection is handled by the flush below)
                     }
                     Err(e) => {
@@ -337,6 +355,7 @@ impl<S: ClientStore> Driver<S> {
         self.pinged = false;
         let mut next = Some(frame);
         let mut handled = 0;
+        let mut acked = Vec::new();
         // Take every frame already received before flushing, so a burst of
         // acks or a catch-up page costs one store transaction, not one each.
         while let Some(frame) = next.take() {
@@ -344,7 +363,15 @@ impl<S: ClientStore> Driver<S> {
             match frame {
                 Some(Ok(Message::Text(text))) => {
                     match chatsync_protocol::decode_server(text.as_str()) {
-                        Ok(frame) => self.core.handle_frame(now, frame),
+                        Ok(frame) => {
+                            if let ServerFrame::Ack { id, .. } = &frame {
+                                if stages_on() {
+                                    stage("client.ack", *id);
+                                    acked.push(*id);
+                                }
+                            }
+                            self.core.handle_frame(now, frame)
+                        }
                         Err(e) => {
                             tracing::warn!("ignoring an undecodable frame from the server: {e}")
                         }
@@ -361,7 +388,11 @@ impl<S: ClientStore> Driver<S> {
                 next = self.ws.as_mut().and_then(|ws| ws.next().now_or_never());
             }
         }
-        self.flush().await
+        let flushed = self.flush().await;
+        for id in acked {
+            stage("client.ack_stored", id);
+        }
+        flushed
     }
 
     async fn on_connect_result(

@@ -313,6 +313,7 @@ impl Conn {
         body: String,
         action: Option<ActionRef>,
     ) -> Flow {
+        crate::stage::stamp("server.read", id);
         if let Some(refusal) = self
             .check_send(&me, id, conversation, &body, action.as_ref())
             .await
@@ -344,7 +345,9 @@ impl Conn {
             Err(e) => return self.reply(refused(id, e.refusal())).await,
         };
         self.later(async move {
-            let frame = match pending.await {
+            let outcome = pending.await;
+            crate::stage::stamp("server.reply", id);
+            let frame = match outcome {
                 Ok(Ok(WriteOutcome::Appended(a))) => ServerFrame::Ack {
                     id,
                     conversation: a.conversation,
