@@ -296,6 +296,44 @@ fn options_of_every_selected_suite_are_checked_before_any_runs() {
         ),
         (&["--suite", "floors,syncer", "--rate", "inf"], "--rate"),
         (&["--suite", "floors,syncer", "--rate", "NaN"], "--rate"),
+        // A negative number is a value to check, not an unknown flag.
+        (&["--suite", "floors,syncer", "--rate", "-1"], "--rate"),
+        (
+            &["--suite", "floors", "--echo-messages", "0"],
+            "--echo-messages",
+        ),
+        (
+            &["--suite", "floors", "--sqlite-commits", "0"],
+            "--sqlite-commits",
+        ),
+        (
+            &["--suite", "floors", "--sqlite-batches", "0"],
+            "--sqlite-batches",
+        ),
+        (
+            &["--suite", "floors,throughput", "--max-senders", "0"],
+            "--max-senders",
+        ),
+        (
+            &["--suite", "floors,synapse", "--synapse-window", "0"],
+            "--synapse-window",
+        ),
+        (
+            &["--suite", "floors,synapse", "--synapse-messages", "0"],
+            "--synapse-messages",
+        ),
+        (
+            &["--suite", "floors,connections", "--ping-interval", "0"],
+            "--ping-interval",
+        ),
+        (
+            &["--suite", "floors,history", "--history-pages", "0"],
+            "--history-pages",
+        ),
+        (
+            &["--suite", "floors,history", "--history-messages", "0"],
+            "--history-messages",
+        ),
     ];
     for (args, flag) in cases {
         assert_refused_at_once(args, flag);
@@ -435,4 +473,57 @@ fn stages_break_send_to_in_flight_down_across_both_processes() {
 fn stages_go_with_the_syncer_suite_alone() {
     assert_refused_at_once(&["--suite", "syncer,floors", "--stages"], "--stages");
     assert_refused_at_once(&["--stages"], "--stages");
+}
+
+/// Ctrl-C in the middle of a suite: the run ends with 130, its server
+/// processes are gone and its temporary directory (stores of up to
+/// gigabytes) is removed.
+#[test]
+fn an_interrupted_run_removes_its_temporary_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = command(&["--suite", "syncer", "--messages", "100000", "--rate", "500"])
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runs = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("chatsync-bench-")
+            })
+            .count()
+    };
+    // Wait until the suite has started sending (its clients' stores exist).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while runs(tmp.path()) == 0 || !has_clients(tmp.path()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(runs(tmp.path()), 0, "temporary directory left behind");
+}
+
+/// Whether a bench run under `dir` has created its clients' stores.
+fn has_clients(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|run| run.path().join("clients").is_dir())
 }

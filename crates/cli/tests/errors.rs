@@ -226,7 +226,7 @@ fn a_server_whose_data_directory_is_a_file_says_so_before_listening() {
     assert_one_line_error(
         "server with a file as data directory",
         &out,
-        &["data directory", &file, "file exists"],
+        &["data directory", &file, "is a file, not a directory"],
     );
 }
 

@@ -74,6 +74,7 @@ pub enum Suite {
 
 /// Arguments of `bench`.
 #[derive(clap::Args, Clone, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// Suites to run, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "all")]
@@ -273,6 +274,7 @@ impl Args {
         let max_rate = [Suite::Throughput, Suite::Nats, Suite::Redis];
         if max_rate.iter().any(|s| self.wants(*s)) {
             at_least("--max-messages", self.max_messages, 1)?;
+            at_least("--max-senders", self.max_senders, 1)?;
         }
         if [Suite::Floors, Suite::Catchup]
             .iter()
@@ -283,9 +285,14 @@ impl Args {
         }
         if self.wants(Suite::Floors) {
             at_least("--sqlite-batch", self.sqlite_batch, 1)?;
+            at_least("--echo-messages", self.echo_messages, 1)?;
+            at_least("--sqlite-commits", self.sqlite_commits, 1)?;
+            at_least("--sqlite-batches", self.sqlite_batches, 1)?;
         }
         if self.wants(Suite::Synapse) {
             rate("--synapse-rate", self.synapse_rate)?;
+            at_least("--synapse-messages", self.synapse_messages, 1)?;
+            at_least("--synapse-window", self.synapse_window, 1)?;
         }
         if self.wants(Suite::Fanout) {
             ensure!(
@@ -300,6 +307,11 @@ impl Args {
         }
         if self.wants(Suite::Connections) {
             at_least("--connections", self.connections, 1)?;
+            ensure!(
+                self.ping_interval >= 1,
+                "--ping-interval must be at least 1 second, not {}",
+                self.ping_interval
+            );
         }
         if self.wants(Suite::History) {
             at_least("--history-client", self.history_client, 2 * history::PAGE)?;
@@ -314,6 +326,8 @@ impl Args {
                 "--history-conversations must be at least 1 when --history-server is above --history-client"
             );
             rate("--history-rate", self.history_rate)?;
+            at_least("--history-messages", self.history_messages, 1)?;
+            at_least("--history-pages", self.history_pages, 1)?;
         }
         Ok(())
     }
@@ -365,45 +379,58 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
 
     let mut failed = Vec::new();
-    macro_rules! suite {
-        ($s:expr, $name:literal, $call:expr) => {
-            if a.wants($s) {
-                match $call.await {
-                    Ok(()) => {}
-                    // Nobody reads the tables any more: stop.
-                    Err(e) if crate::output::stdout_closed(&e) => return Err(e),
-                    Err(e) => {
-                        let why = crate::output::error_line(&e);
-                        eprintln!("bench suite {}: error: {why}", $name);
-                        report.add($name, serde_json::json!({ "error": why }));
-                        failed.push($name);
+    // Ctrl-C stops the run cleanly: the suite in progress is dropped (its
+    // server processes are killed) and the temporary directory, which may
+    // hold gigabytes of stores, is removed on the way out.
+    let suites = async {
+        macro_rules! suite {
+            ($s:expr, $name:literal, $call:expr) => {
+                if a.wants($s) {
+                    match $call.await {
+                        Ok(()) => {}
+                        // Nobody reads the tables any more: stop.
+                        Err(e) if crate::output::stdout_closed(&e) => return Err(e),
+                        Err(e) => {
+                            let why = crate::output::error_line(&e);
+                            eprintln!("bench suite {}: error: {why}", $name);
+                            report.add($name, serde_json::json!({ "error": why }));
+                            failed.push($name);
+                        }
                     }
                 }
-            }
-        };
+            };
+        }
+        suite!(Suite::Floors, "floors", floors::run(&ctx, &mut report));
+        suite!(Suite::Syncer, "syncer", syncer::run(&ctx, &mut report));
+        suite!(
+            Suite::Throughput,
+            "throughput",
+            throughput::run(&ctx, &mut report)
+        );
+        suite!(Suite::Nats, "nats", peers::nats::run(&ctx, &mut report));
+        suite!(Suite::Redis, "redis", peers::redis::run(&ctx, &mut report));
+        suite!(
+            Suite::Synapse,
+            "synapse",
+            peers::synapse::run(&ctx, &mut report)
+        );
+        suite!(Suite::Fanout, "fanout", fanout::run(&ctx, &mut report));
+        suite!(Suite::Catchup, "catchup", catchup::run(&ctx, &mut report));
+        suite!(
+            Suite::Connections,
+            "connections",
+            connections::run(&ctx, &mut report)
+        );
+        suite!(Suite::History, "history", history::run(&ctx, &mut report));
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        done = suites => done?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("bench: interrupted; removing {}", tmp.path().display());
+            return Ok(ExitCode::from(130));
+        }
     }
-    suite!(Suite::Floors, "floors", floors::run(&ctx, &mut report));
-    suite!(Suite::Syncer, "syncer", syncer::run(&ctx, &mut report));
-    suite!(
-        Suite::Throughput,
-        "throughput",
-        throughput::run(&ctx, &mut report)
-    );
-    suite!(Suite::Nats, "nats", peers::nats::run(&ctx, &mut report));
-    suite!(Suite::Redis, "redis", peers::redis::run(&ctx, &mut report));
-    suite!(
-        Suite::Synapse,
-        "synapse",
-        peers::synapse::run(&ctx, &mut report)
-    );
-    suite!(Suite::Fanout, "fanout", fanout::run(&ctx, &mut report));
-    suite!(Suite::Catchup, "catchup", catchup::run(&ctx, &mut report));
-    suite!(
-        Suite::Connections,
-        "connections",
-        connections::run(&ctx, &mut report)
-    );
-    suite!(Suite::History, "history", history::run(&ctx, &mut report));
 
     report.finish(a.wants_every_suite())?;
     if let Some((path, file)) = json.as_mut() {

@@ -57,6 +57,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     // Opened before announcing the address: once it says it listens, it
     // serves.
+    anyhow::ensure!(
+        !a.data.exists() || a.data.is_dir(),
+        "the data directory {} is a file, not a directory",
+        a.data.display()
+    );
     let dir = a.data.clone();
     let store = tokio::task::spawn_blocking(move || chatsync_server::open_store(&dir))
         .await?

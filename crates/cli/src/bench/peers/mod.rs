@@ -57,7 +57,7 @@ impl PeerFigures {
             .as_ref()
             .or(self.max_rate.first_error.as_ref());
         outln!(
-            "max rate: {} acknowledged/s; errors {} open loop, {} max rate{}",
+            "max rate: {} acknowledged; errors {} open loop, {} max rate{}",
             per_sec(self.max_rate.acked_per_s),
             self.open_loop.errors,
             self.max_rate.errors,
