@@ -87,6 +87,13 @@ impl Recorder {
         })
     }
 
+    /// Runs `f` on every trace, without copying them: for a progress poll
+    /// during a measurement, which must not hold up the subscription tasks
+    /// (they wait for the same lock to timestamp a status).
+    pub fn read<R>(&self, f: impl FnOnce(&HashMap<MessageId, Trace>) -> R) -> R {
+        f(&self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// A copy of every trace.
     pub fn snapshot(&self) -> HashMap<MessageId, Trace> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()

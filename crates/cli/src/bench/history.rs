@@ -570,10 +570,10 @@ impl Side {
         }
         let deadline = Instant::now() + SETTLE;
         loop {
-            let snap = self.recorder.snapshot();
-            let done = ids
-                .iter()
-                .all(|id| snap.get(id).is_some_and(|t| t.in_flight.is_some()));
+            let done = self.recorder.read(|traces| {
+                ids.iter()
+                    .all(|id| traces.get(id).is_some_and(|t| t.in_flight.is_some()))
+            });
             if done || Instant::now() > deadline {
                 break;
             }

@@ -179,7 +179,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     };
     while tasks.iter().any(|t| !t.is_finished()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        bar.set_position(count_success(&recorder.snapshot()) as u64);
+        bar.set_position(recorder.read(count_success) as u64);
     }
     let mut errors = Errors::default();
     let mut max_lag = Duration::ZERO;
@@ -194,7 +194,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let send_secs = start.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let done = count_success(&recorder.snapshot());
+        let done = recorder.read(count_success);
         bar.set_position(done as u64);
         if done + errors.send >= total || Instant::now() > deadline {
             break;
