@@ -82,6 +82,8 @@ impl Visit for Fields {
         self.record_debug(field, &format_args!("{value}"));
     }
 
+    /// `stage` is a `&str`, `id` a `%` (Display) field: both arrive
+    /// unquoted.
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let slot = match field.name() {
             "stage" => &mut self.stage,
@@ -89,10 +91,6 @@ impl Visit for Fields {
             _ => return,
         };
         let _ = write!(slot, "{value:?}");
-        // `%value` fields arrive quoted through Debug of a str.
-        if slot.starts_with('"') && slot.ends_with('"') && slot.len() >= 2 {
-            *slot = slot[1..slot.len() - 1].to_owned();
-        }
     }
 }
 

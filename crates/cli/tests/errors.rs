@@ -52,15 +52,20 @@ fn assert_says_each_cause_once(what: &str, line: &str) {
     }
 }
 
+/// Creates an empty file `name` in `dir`; returns its path.
+fn empty_file(dir: &std::path::Path, name: &str) -> String {
+    let file = dir.join(name);
+    std::fs::write(&file, "").unwrap();
+    file.display().to_string()
+}
+
 #[test]
 fn an_error_says_each_cause_once() {
     let dir = tempfile::tempdir().unwrap();
     // A file where the client's data directory should be: the storage
     // error ("client storage directory: {0}") wraps the operating
     // system's, which must not follow it a second time.
-    let file = dir.path().join("a-file");
-    std::fs::write(&file, "").unwrap();
-    let file = file.display().to_string();
+    let file = empty_file(dir.path(), "a-file");
     let out = run(&["conversations", "--data", &file]);
     assert_one_line_error(
         "a client data directory that is a file",
@@ -218,9 +223,7 @@ fn cli_errors_are_one_clear_line_with_a_nonzero_exit() {
 #[test]
 fn a_server_whose_data_directory_is_a_file_says_so_before_listening() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("not-a-directory");
-    std::fs::write(&file, "").unwrap();
-    let file = file.display().to_string();
+    let file = empty_file(dir.path(), "not-a-directory");
     let out = run(&["server", "--listen", "127.0.0.1:0", "--data", &file]);
     // Nothing on stdout: it never said it was listening.
     assert_one_line_error(

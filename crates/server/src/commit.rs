@@ -405,9 +405,7 @@ mod tests {
 
     #[tokio::test]
     async fn submissions_are_committed_in_order_and_hook_sees_each() {
-        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-        let a = store.create_account("a", "h").unwrap();
-        let c = store.create_conversation("t", &[a]).unwrap().id;
+        let (store, a, c) = one_member_conversation();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen2 = seen.clone();
         let committer = Committer::start(store.clone(), move |_op, outcome, ctx: &u32| {
@@ -446,6 +444,18 @@ mod tests {
         ));
     }
 
+    /// An in-memory store with account `a` alone in conversation `t`.
+    fn one_member_conversation() -> (
+        Arc<SqliteStore>,
+        chatsync_protocol::UserId,
+        chatsync_protocol::ConversationId,
+    ) {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let a = store.create_account("a", "h").unwrap();
+        let c = store.create_conversation("t", &[a]).unwrap().id;
+        (store, a, c)
+    }
+
     fn append(a: chatsync_protocol::UserId, c: chatsync_protocol::ConversationId) -> WriteOp {
         WriteOp::Append {
             sender: a,
@@ -458,9 +468,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_hook_runs_in_commit_order_before_each_answer() {
-        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-        let a = store.create_account("a", "h").unwrap();
-        let c = store.create_conversation("t", &[a]).unwrap().id;
+        let (store, a, c) = one_member_conversation();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen2 = seen.clone();
         let committer = Committer::start(store.clone(), move |op, _outcome, ctx: &u32| {
@@ -498,9 +506,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lone_batch_is_answered_at_once_a_busy_one_by_the_fan_out_thread() {
-        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-        let a = store.create_account("a", "h").unwrap();
-        let c = store.create_conversation("t", &[a]).unwrap().id;
+        let (store, a, c) = one_member_conversation();
         let threads = Arc::new(Mutex::new(Vec::new()));
         let threads2 = threads.clone();
         let committer = Committer::start(store.clone(), move |_op, _outcome, ctx: &usize| {

@@ -46,8 +46,8 @@ use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Row, Tran
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::Duration;
 
 /// Client storage in a SQLite file.
 pub struct SqliteStore {
@@ -81,29 +81,17 @@ fn spawn_checkpointer(path: &Path) -> Result<SyncSender<()>, StoreError> {
     Ok(tx)
 }
 
-/// Waits for a commit, checkpoints, then pauses [`CHECKPOINT_EVERY`] so
-/// that one checkpoint covers the commits of a pause; again while commits
-/// come. Ends when the store is dropped.
+/// Waits for a commit, checkpoints, then pauses [`CHECKPOINT_EVERY`]: a
+/// commit made during the pause leaves its notification in the channel, so
+/// one checkpoint covers the commits of a pause. Ends once the store is
+/// dropped.
 fn checkpoint_loop(conn: &Connection, commits: &Receiver<()>) {
-    let mut pending = commits.recv().is_ok();
-    while pending {
+    while commits.recv().is_ok() {
         // PASSIVE never waits for the writer nor blocks it.
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::debug!("WAL checkpoint: {e}");
         }
-        pending = false;
-        let until = Instant::now() + CHECKPOINT_EVERY;
-        loop {
-            match commits.recv_timeout(until.saturating_duration_since(Instant::now())) {
-                Ok(()) => pending = true,
-                Err(RecvTimeoutError::Timeout) => break,
-                // The store is gone; the next open checkpoints the rest.
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
-        if !pending {
-            pending = commits.recv().is_ok();
-        }
+        std::thread::sleep(CHECKPOINT_EVERY);
     }
 }
 
