@@ -473,6 +473,10 @@ fn stages_break_send_to_in_flight_down_across_both_processes() {
 fn stages_go_with_the_syncer_suite_alone() {
     assert_refused_at_once(&["--suite", "syncer,floors", "--stages"], "--stages");
     assert_refused_at_once(&["--stages"], "--stages");
+    assert_refused_at_once(
+        &["--suite", "syncer", "--stages", "--server", "127.0.0.1:1"],
+        "--stages",
+    );
 }
 
 /// Ctrl-C in the middle of a suite: the run ends with 130, its server

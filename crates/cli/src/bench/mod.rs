@@ -262,6 +262,10 @@ impl Args {
             !self.stages || self.suite == [Suite::Syncer],
             "--stages goes with --suite syncer alone (other suites' clients would stamp too)"
         );
+        ensure!(
+            !(self.stages && self.server.is_some()),
+            "--stages needs the server the suite starts itself (it records that process's stamps), not --server"
+        );
         // The open loop's options: the syncer, throughput and peers use them.
         at_least("--senders", self.senders, 1)?;
         ensure!(

@@ -237,7 +237,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     );
     t.print()?;
     outln!(
-        "max rate: {} acknowledged (fsynced) messages/s; errors {} open loop, {} max rate{}",
+        "max rate: {} acknowledged (fsynced) messages; errors {} open loop, {} max rate{}",
         per_sec(max.acked_per_s),
         open.errors,
         max.errors,
