@@ -11,6 +11,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+/// Bytes of frames gathered before a write to the socket (see [`connect_path`]).
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// A WebSocket over plain TCP.
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -40,12 +43,17 @@ pub async fn connect_path(addr: &str, path: &str, source: Option<IpAddr>) -> any
         .with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true)?;
     let url = format!("ws://{addr}{path}");
-    // Small buffers: tungstenite's defaults (128 KiB to read, 128 KiB to
-    // write) would make the load generator's memory, not the server's,
-    // the limit of the connections suite. They grow when a frame needs it.
+    // A small read buffer: tungstenite preallocates it (128 KiB by
+    // default), which would make the load generator's memory, not the
+    // server's, the limit of the connections suite; it grows when a frame
+    // needs it. Writes are buffered up to WRITE_BUFFER and go out at each
+    // flush (`SinkExt::send` flushes; a burst of `feed`s ends with one): a
+    // buffer of 0 would cost one `sendto` per frame, which was half of the
+    // generator's CPU at max rate. The write buffer is allocated only when
+    // something is written.
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
-        .write_buffer_size(0);
+        .write_buffer_size(WRITE_BUFFER);
     let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
         .await
         .context("WebSocket handshake")?;
