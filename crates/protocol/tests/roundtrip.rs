@@ -320,3 +320,58 @@ fn marks_others_is_optional_and_open() {
         })
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The codec decodes `send` and `ack` by a fast path; it must give what
+    /// serde's general decoding of the enums gives, for every frame and
+    /// for the same text cut short or with a byte changed.
+    #[test]
+    fn fast_paths_agree_with_the_general_decoder(
+        frame in client_frame(),
+        ack in (uuid(), uuid(), seq(), any::<i64>()),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let ack = ServerFrame::Ack {
+            id: MessageId(ack.0),
+            conversation: ConversationId(ack.1),
+            seq: ack.2,
+            server_ts: ack.3,
+        };
+        for text in variants(&encode(&frame), cut, flip, byte) {
+            let general = serde_json::from_str::<ClientFrame>(&text).ok();
+            prop_assert_eq!(decode_client(&text).ok(), general, "{}", text);
+        }
+        for text in variants(&encode(&ack), cut, flip, byte) {
+            let general = serde_json::from_str::<ServerFrame>(&text).ok();
+            prop_assert_eq!(decode_server(&text).ok(), general, "{}", text);
+        }
+    }
+}
+
+/// The text itself, cut short at some char boundary, and with one byte
+/// replaced by an ASCII one (kept valid UTF-8).
+fn variants(
+    text: &str,
+    cut: prop::sample::Index,
+    flip: prop::sample::Index,
+    byte: u8,
+) -> Vec<String> {
+    let mut out = vec![text.to_string()];
+    let at = cut.index(text.len() + 1);
+    if text.is_char_boundary(at) {
+        out.push(text[..at].to_string());
+    }
+    let i = flip.index(text.len().max(1));
+    let mut bytes = text.as_bytes().to_vec();
+    if i < bytes.len() && bytes[i].is_ascii() {
+        bytes[i] = byte & 0x7f;
+        if let Ok(s) = String::from_utf8(bytes) {
+            out.push(s);
+        }
+    }
+    out
+}
