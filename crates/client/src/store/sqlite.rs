@@ -195,10 +195,12 @@ macro_rules! item_columns {
 
 /// Newest page of a timeline, messages only (`?1` conversation, `?2`
 /// limit). Each part walks its partial index newest-first and stops after
-/// `limit` rows; the newest `limit` of the union is the answer. No tie on
-/// the order key needs breaking in SQL (a seq is unique in a conversation,
-/// a local_seq on a device): an `id` tie-breaker made SQLite sort every
-/// row of a page in a temporary B-tree, a fifth of a page's time.
+/// `limit` rows; the newest `limit` of the union is the answer. Ties on
+/// the order key (none from a sane server: a seq is unique in a
+/// conversation, a local_seq on a device) are broken by id afterwards,
+/// see [`complete_ties`]: an `id` tie-breaker in the `ORDER BY` made SQLite
+/// sort every row of every page in a temporary B-tree, a fifth of a
+/// page's time.
 const TIMELINE_SQL: &str = concat!(
     "SELECT * FROM (SELECT ",
     item_columns!(),
@@ -217,6 +219,20 @@ const TIMELINE_BEFORE_SQL: &str = concat!(
     item_columns!(),
     " FROM items WHERE conversation = ?1 AND seq IS NOT NULL AND action IS NULL \
      AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+);
+
+/// Confirmed messages at one seq (`?1` conversation, `?2` seq).
+const TIES_CONFIRMED_SQL: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM items WHERE conversation = ?1 AND seq IS NOT NULL AND action IS NULL AND seq = ?2"
+);
+
+/// Unconfirmed messages at one local_seq (`?1` conversation, `?2` local_seq).
+const TIES_LOCAL_SQL: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM items WHERE conversation = ?1 AND seq IS NULL AND action IS NULL AND local_seq = ?2"
 );
 
 /// Every action row targeting one of the messages whose ids are in the JSON
@@ -452,6 +468,7 @@ impl ClientStore for SqliteStore {
             None => query_rows(&tx, TIMELINE_SQL, params![conv, lim])?,
             Some(before) => query_rows(&tx, TIMELINE_BEFORE_SQL, params![conv, before.0, lim])?,
         };
+        complete_ties(&tx, &conv, &mut rows, limit)?;
         rows.sort_by_key(|r| (r.item.order_key(), r.item.id));
         let skip = rows.len().saturating_sub(limit);
         let page = rows.split_off(skip);
@@ -764,6 +781,41 @@ struct StoredRow {
 }
 
 /// Runs an item query; each row is decoded with [`decode_row`].
+/// A part of a page (confirmed, or not yet) that stopped at `limit` rows
+/// may have cut a group of rows sharing its lowest order key anywhere, as
+/// its `ORDER BY` has no tie-breaker: every row of that key is added, so
+/// that sorting by (key, id) then picks the same rows as the store's
+/// contract (and its in-memory twin). One index probe, usually finding
+/// the one row already there.
+fn complete_ties(
+    conn: &Connection,
+    conv: &str,
+    rows: &mut Vec<StoredRow>,
+    limit: usize,
+) -> Result<(), StoreError> {
+    for confirmed in [true, false] {
+        let part = rows.iter().filter(|r| r.item.seq.is_some() == confirmed);
+        if part.clone().count() < limit {
+            continue;
+        }
+        let lowest = part.map(|r| r.item.order_key()).min();
+        let Some((_, seq, local_seq)) = lowest else {
+            continue;
+        };
+        let ties = if confirmed {
+            query_rows(conn, TIES_CONFIRMED_SQL, params![conv, seq])?
+        } else {
+            query_rows(conn, TIES_LOCAL_SQL, params![conv, local_seq])?
+        };
+        for tie in ties {
+            if !rows.iter().any(|r| r.item.id == tie.item.id) {
+                rows.push(tie);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn query_rows(
     conn: &Connection,
     sql: &str,
