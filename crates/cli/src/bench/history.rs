@@ -28,7 +28,8 @@
 //!
 //! Then both sides are measured **interleaved**, in rounds that alternate
 //! which side goes first, so that the load of a shared machine weighs on
-//! both alike:
+//! both alike, with both clients reopened on one current-thread runtime so
+//! that both pay the same task hand-offs (see [`measure_on_one_thread`]):
 //!
 //! * open-loop `send` at `--history-rate`: the durable insert (`send`
 //!   returning) and send → In-Flight (the server's durable ack, seen by the
@@ -143,6 +144,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         ..Config::default()
     };
     let pid = std::process::id();
+    let config_again = config.clone();
 
     // Both server stores get the other member of the measured conversation;
     // the full one also the members of the other conversations.
@@ -228,7 +230,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let watch = ProcWatch::start(full_server.pid);
     let me = ProcWatch::start(Some(pid));
     let t0 = Instant::now();
-    let full_client = Client::open_with(&data("full"), config).await?;
+    let full_client = Client::open_with(&data("full"), config.clone()).await?;
     wait_cursor(&full_client, full_conv, n_client, &bar).await?;
     let catch_secs = t0.elapsed().as_secs_f64();
     let catch_up = CatchUp {
@@ -248,39 +250,34 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         per_sec(catch_up.msgs_per_s)
     )?;
 
-    let mut sides = [
-        Side::new(empty_client, empty_conv).await?,
-        Side::new(full_client, full_conv).await?,
-    ];
     let messages = a.history_messages.max(ROUNDS);
     let pages = a.history_pages.max(ROUNDS);
     let bar = ctx.bar(
         (2 * (messages + 2 * pages)) as u64,
         "history: measuring (interleaved)",
     );
-    // Sends first, so that the empty conversation has a history to page.
-    for round in 0..ROUNDS {
-        let n = share(messages, round);
-        for i in order(round) {
-            sides[i].send_round(ctx, n, a.history_rate).await;
-            bar.inc(n as u64);
-        }
-    }
-    for round in 0..ROUNDS {
-        let n = share(pages, round);
-        for i in order(round) {
-            sides[i].page_round(n).await?;
-            bar.inc(2 * n as u64);
-        }
-    }
+    // Both clients are reopened on one thread of their own (next function).
+    drop(empty_client);
+    drop(full_client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let plan = MeasurePlan {
+        sides: [(data("empty"), empty_conv), (data("full"), full_conv)],
+        config: config_again,
+        bodies: (0..1000).map(|i| ctx.body(i).to_string()).collect(),
+        messages,
+        pages,
+        rate: a.history_rate,
+        bar: bar.clone(),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("history-clients".into())
+        .spawn(move || {
+            let _ = tx.send(measure_on_one_thread(plan));
+        })
+        .context("starting the measuring thread")?;
+    let [empty, full] = rx.await.context("the measuring thread died")??;
     bar.finish_and_clear();
-
-    let mut side_figures = Vec::new();
-    for side in &sides {
-        side_figures.push(side.figures().await?);
-    }
-    let full = side_figures.pop().context("full figures")?;
-    let empty = side_figures.pop().context("empty figures")?;
     let pairs: [(&'static str, Lat, Lat); 4] = [
         ("send (durable insert)", empty.send, full.send),
         ("send → In-Flight", empty.in_flight, full.in_flight),
@@ -379,13 +376,64 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         },
     );
 
-    for side in sides {
-        drop(side.client);
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
     empty_server.stop().await;
     full_server.stop().await;
     Ok(())
+}
+
+/// What the measuring thread needs: each side's client data directory and
+/// conversation (empty first), and the workload.
+struct MeasurePlan {
+    sides: [(std::path::PathBuf, ConversationId); 2],
+    config: Config,
+    bodies: Vec<String>,
+    messages: usize,
+    pages: usize,
+    rate: f64,
+    bar: ProgressBar,
+}
+
+/// Opens both clients on one current-thread runtime, on a thread of its
+/// own, and measures them interleaved; returns (empty, full).
+///
+/// A page goes through [`Client::page`]: the caller's task hands the request
+/// to the client's driver task. On a multi-thread runtime the scheduler
+/// decides, once per run, whether a driver shares its worker with the
+/// caller or must be woken on the other one, and that alone moved a side's
+/// page p50 by tens of µs. On one thread both sides pay the same hand-offs.
+fn measure_on_one_thread(plan: MeasurePlan) -> anyhow::Result<[SideFigures; 2]> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the measuring runtime")?;
+    runtime.block_on(async move {
+        let mut sides = Vec::with_capacity(2);
+        for (dir, conv) in &plan.sides {
+            let client = Client::open_with(dir, plan.config.clone()).await?;
+            sides.push(Side::new(client, *conv).await?);
+        }
+        // Sends first, so that the empty conversation has a history to page.
+        for round in 0..ROUNDS {
+            let n = share(plan.messages, round);
+            for i in order(round) {
+                sides[i].send_round(&plan.bodies, n, plan.rate).await;
+                plan.bar.inc(n as u64);
+            }
+        }
+        for round in 0..ROUNDS {
+            let n = share(plan.pages, round);
+            for i in order(round) {
+                sides[i].page_round(n).await?;
+                plan.bar.inc(2 * n as u64);
+            }
+        }
+        let empty = sides[0].figures().await?;
+        let full = sides[1].figures().await?;
+        drop(sides);
+        // Let the drivers see their clients gone and close their stores.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok([empty, full])
+    })
 }
 
 /// Share of `total` measured in `round` (the first rounds take the rest).
@@ -543,7 +591,7 @@ impl Side {
 
     /// Sends `n` messages open loop at `rate`, then waits until they are
     /// In-Flight (so that no round overlaps the next side's).
-    async fn send_round(&mut self, ctx: &Ctx, n: usize, rate: f64) {
+    async fn send_round(&mut self, bodies: &[String], n: usize, rate: f64) {
         let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
         let start = Instant::now();
         let mut ids = Vec::with_capacity(n);
@@ -553,7 +601,10 @@ impl Side {
             let t0 = Instant::now();
             match self
                 .client
-                .send(self.conv, ctx.body(self.sent.len() + k))
+                .send(
+                    self.conv,
+                    bodies[(self.sent.len() + k) % bodies.len()].as_str(),
+                )
                 .await
             {
                 Ok(id) => {
