@@ -531,3 +531,43 @@ fn has_clients(dir: &std::path::Path) -> bool {
         .filter_map(Result::ok)
         .any(|run| run.path().join("clients").is_dir())
 }
+
+/// Ctrl-C in the middle of a run: exit 130, and a `--json` file the run
+/// created is not left behind empty; one that was there keeps its figures.
+#[test]
+fn an_interrupted_run_leaves_no_empty_json_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.json");
+    std::fs::write(&old, "{\"earlier\": 1}").unwrap();
+    for (json, before) in [
+        (dir.path().join("new.json"), None),
+        (old, Some("{\"earlier\": 1}")),
+    ] {
+        let mut child = command(&["--suite", "floors", "--echo-messages", "10000000"])
+            .arg("--json")
+            .arg(&json)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+        assert!(first.starts_with("chatsync bench on"), "{first:?}");
+        // The file is opened before the first line is printed.
+        assert!(json.exists(), "the JSON file is not opened up front");
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "stderr:\n{stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        match before {
+            None => assert!(!json.exists(), "an empty {} was left", json.display()),
+            Some(text) => assert_eq!(std::fs::read_to_string(&json).unwrap(), text),
+        }
+    }
+}

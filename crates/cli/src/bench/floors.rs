@@ -20,7 +20,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Figures of the floors.
 #[derive(Serialize)]
@@ -184,6 +184,10 @@ async fn echo(mut socket: WebSocket) {
     }
 }
 
+/// Distinct frames the echo floor encodes up front and then cycles through
+/// (a long run does not hold every frame in memory).
+const ECHO_FRAMES: usize = 10_000;
+
 /// Frames shaped like the real `send` frames of the run.
 fn frames(ctx: &Ctx, n: usize) -> Vec<String> {
     let conv = chatsync_protocol::ConversationId::new();
@@ -202,16 +206,19 @@ fn frames(ctx: &Ctx, n: usize) -> Vec<String> {
 async fn ws_echo(ctx: &Ctx) -> anyhow::Result<WsEcho> {
     let server = EchoServer::start()?;
     let n = ctx.args.echo_messages.max(10);
-    let texts = frames(ctx, n);
-    let mean_frame_bytes = texts.iter().map(String::len).sum::<usize>() as f64 / n as f64;
+    let texts = frames(ctx, n.min(ECHO_FRAMES));
+    let mean_frame_bytes = texts.iter().map(String::len).sum::<usize>() as f64 / texts.len() as f64;
+    // Cloned per message without copying the text.
+    let texts: Arc<[Utf8Bytes]> = texts.into_iter().map(Utf8Bytes::from).collect();
     let bar = ctx.bar(2 * n as u64, "floor: WebSocket echo");
 
     // One at a time.
     let mut ws = lite::connect_path(&server.addr, "/echo", None).await?;
     let mut hist = LatHist::new();
-    for (i, text) in texts.iter().enumerate() {
+    for i in 0..n {
         let t0 = Instant::now();
-        ws.send(Message::text(text.clone())).await?;
+        ws.send(Message::text(texts[i % texts.len()].clone()))
+            .await?;
         loop {
             match ws.next().await.context("echo server closed")?? {
                 Message::Text(_) => break,
@@ -234,9 +241,10 @@ async fn ws_echo(ctx: &Ctx) -> anyhow::Result<WsEcho> {
     let start = Instant::now();
     let p = permits.clone();
     let writer = tokio::spawn(async move {
-        for text in texts {
+        for i in 0..n {
             p.acquire().await?.forget();
-            tx.send(Message::text(text)).await?;
+            tx.send(Message::text(texts[i % texts.len()].clone()))
+                .await?;
         }
         anyhow::Ok(tx)
     });

@@ -40,7 +40,7 @@ use crate::output::outln;
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// A part of the benchmark.
@@ -337,24 +337,62 @@ impl Args {
     }
 }
 
+/// The `--json` file: opened before the run, written after it. A file the
+/// run created is removed again when the run ends without writing it
+/// (interrupted, or stdout closed), rather than left empty; a file that
+/// was there before keeps its old figures.
+struct JsonOut {
+    path: PathBuf,
+    file: std::fs::File,
+    created: bool,
+    written: bool,
+}
+
+impl JsonOut {
+    fn open(path: &Path) -> anyhow::Result<JsonOut> {
+        let created = !path.exists();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot write the JSON file {}", path.display()))?;
+        Ok(JsonOut {
+            path: path.to_path_buf(),
+            file,
+            created,
+            written: false,
+        })
+    }
+
+    fn write(&mut self, text: &str) -> anyhow::Result<()> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(text.as_bytes()))
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.written = true;
+        Ok(())
+    }
+}
+
+impl Drop for JsonOut {
+    fn drop(&mut self) {
+        if self.created && !self.written {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Runs the selected suites.
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     a.validate()?;
     // Opened (not truncated) now, so that an unwritable path fails before
     // minutes of measuring rather than after; written at the end.
-    let mut json = a
-        .json
-        .as_deref()
-        .map(|path| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map(|file| (path, file))
-                .with_context(|| format!("cannot write the JSON file {}", path.display()))
-        })
-        .transpose()?;
+    let mut json = a.json.as_deref().map(JsonOut::open).transpose()?;
+    // Listening from now on: a Ctrl-C that comes while a suite is busy is
+    // kept and acted on at its next step, never lost to the default action.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
     let tmp = tempfile::Builder::new()
         .prefix("chatsync-bench-")
         .tempdir()
@@ -430,19 +468,16 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     tokio::select! {
         done = suites => done?,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupt.recv() => {
             eprintln!("bench: interrupted; removing {}", tmp.path().display());
             return Ok(ExitCode::from(130));
         }
     }
 
     report.finish(a.wants_every_suite())?;
-    if let Some((path, file)) = json.as_mut() {
-        let text = serde_json::to_string_pretty(&report)?;
-        file.set_len(0)
-            .and_then(|()| file.write_all(text.as_bytes()))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        outln!("figures written to {}", path.display())?;
+    if let Some(out) = json.as_mut() {
+        out.write(&serde_json::to_string_pretty(&report)?)?;
+        outln!("figures written to {}", out.path.display())?;
     }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
