@@ -95,9 +95,11 @@ if [[ -f "$DIR/homeserver.pid" ]] && kill -0 "$(cat "$DIR/homeserver.pid")" 2>/d
   echo "synapse already running (pid $(cat "$DIR/homeserver.pid"))"
 else
   echo "starting synapse on 127.0.0.1:$PORT (log: $DIR/homeserver.out)"
-  (cd "$DIR" && nohup "$VENV/bin/python" -m synapse.app.homeserver --config-path "$CONF" \
-    >"$DIR/homeserver.out" 2>&1 &
-    echo $! >"$DIR/homeserver.pid")
+  # `exec`: the background job is Synapse itself, holding none of this
+  # script's output (a pipe such as `scripts/synapse.sh | tail` ends).
+  (cd "$DIR" && exec nohup "$VENV/bin/python" -m synapse.app.homeserver \
+    --config-path "$CONF" >"$DIR/homeserver.out" 2>&1 </dev/null) &
+  echo $! >"$DIR/homeserver.pid"
 fi
 
 for _ in $(seq 1 120); do
