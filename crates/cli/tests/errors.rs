@@ -274,3 +274,29 @@ fn send_timing_out_says_where_each_message_is() {
         out.stderr
     );
 }
+
+/// `chatsync demo | head -2`: the demo stops when nobody reads its output,
+/// with the exit code of a closed pipe, no panic, and no data left behind.
+#[test]
+fn demo_into_a_closed_pipe_ends_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .arg("demo")
+        .env("TMPDIR", tmp.path())
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+    assert!(first.starts_with("chatsync demo:"), "{first:?}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -6,7 +6,7 @@ mod report;
 mod server;
 pub(crate) mod transcript;
 
-use crate::output::glyph;
+use crate::output::{glyph, outln};
 use crate::trace::Recorder;
 use anyhow::Context;
 use chatsync_client::core::Config;
@@ -56,21 +56,68 @@ const PASSWORD: &str = "demo-password";
 /// Runs the demo.
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let scripts = transcript::load(a.transcript.as_deref(), a.conversations)?;
-    let total: usize = scripts.iter().map(|s| s.lines.len()).sum();
     let tmp = tempfile::Builder::new()
         .prefix("chatsync-demo-")
         .tempdir()?;
-    let root = tmp.path().to_path_buf();
+    // The server lives out here, so that it is stopped (and done with its
+    // files) however the replay ends.
+    let mut server = None;
+    let result = replay(&a, scripts, tmp.path(), &mut server).await;
+    if let Some(srv) = server.take() {
+        let _ = srv.stop().await;
+    }
+    match result {
+        Ok(code) => {
+            if a.keep {
+                let kept = tmp.keep();
+                outln!("data kept in {}", kept.display())?;
+            }
+            Ok(code)
+        }
+        Err(e) => {
+            remove_when_quiet(tmp).await;
+            Err(e)
+        }
+    }
+}
+
+/// Removes the data of a demo that stopped early. The server and the
+/// clients were dropped mid-run: their threads may still be closing their
+/// SQLite files for a moment, and a file they create during the removal
+/// would make it fail; so it is retried for up to a second.
+async fn remove_when_quiet(tmp: tempfile::TempDir) {
+    let path = tmp.keep();
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    eprintln!("warning: could not remove {}", path.display());
+}
+
+/// The demo proper, with its data in `root`; the server it starts is kept
+/// in `server` while it runs.
+async fn replay(
+    a: &Args,
+    scripts: Vec<transcript::Script>,
+    root: &std::path::Path,
+    server: &mut Option<server::Embedded>,
+) -> anyhow::Result<ExitCode> {
+    let total: usize = scripts.iter().map(|s| s.lines.len()).sum();
+    let root = root.to_path_buf();
     let started = Instant::now();
-    println!(
+    outln!(
         "chatsync demo: {} conversations, {total} messages, data in {}",
         scripts.len(),
         root.display()
-    );
+    )?;
 
-    let mut srv = server::Embedded::start(&root.join("server"), "127.0.0.1:0".parse()?).await?;
+    let srv =
+        server.insert(server::Embedded::start(&root.join("server"), "127.0.0.1:0".parse()?).await?);
     let addr = srv.addr.to_string();
-    println!("server listening on ws://{addr}");
+    outln!("server listening on ws://{addr}")?;
 
     // One account and one client (own storage) per sender of the transcript.
     let mut names: HashMap<String, String> = HashMap::new();
@@ -108,10 +155,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         client.wait_connected(Duration::from_secs(10)).await?;
         clients.insert(name.clone(), client);
     }
-    println!(
+    outln!(
         "{} clients logged in, each with its own SQLite storage",
         clients.len()
-    );
+    )?;
 
     // Conversations, created by their first speaker.
     let mut convs = Vec::new();
@@ -146,7 +193,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                             settled.fetch_add(1, Ordering::Relaxed);
                             if verbose {
                                 let t = rec.with(msg, |t| t.clone());
-                                println!("  {} {}", glyph(status), report::trace_line(&t));
+                                let _ = outln!("  {} {}", glyph(status), report::trace_line(&t));
                             }
                         }
                     }
@@ -167,7 +214,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         })
         .max()
         .unwrap_or_default();
-    println!(
+    outln!(
         "replaying for about {:.1}s ({}x speed){}",
         schedule_len.as_secs_f64(),
         a.speed,
@@ -180,7 +227,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 (schedule_len * 2 / 3).as_secs_f64()
             )
         }
-    );
+    )?;
     let replay_start = Instant::now();
     let sent: Arc<std::sync::Mutex<Vec<Sent>>> = Arc::default();
     let mut tasks = Vec::new();
@@ -231,38 +278,39 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             for c in clients.values() {
                 c.drop_connection().await?;
             }
-            println!(
+            outln!(
                 "[{:>5.1}s] ✂ dropped all {} connections",
                 elapsed.as_secs_f64(),
                 clients.len()
-            );
+            )?;
         }
         if !restarted && elapsed >= schedule_len * 2 / 3 {
             restarted = true;
-            println!("[{:>5.1}s] ⟳ stopping the server", elapsed.as_secs_f64());
-            srv = srv.restart().await?;
-            println!(
+            outln!("[{:>5.1}s] ⟳ stopping the server", elapsed.as_secs_f64())?;
+            let srv = server.take().context("the server is running")?;
+            *server = Some(srv.restart().await?);
+            outln!(
                 "[{:>5.1}s] ⟳ server is back on the same address and data",
                 replay_start.elapsed().as_secs_f64()
-            );
+            )?;
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
-            progress(&recorder, elapsed, total);
+            progress(&recorder, elapsed, total)?;
         }
     }
     for t in tasks {
         t.await.context("replay task")??;
     }
-    println!(
+    outln!(
         "[{:>5.1}s] all {total} messages sent; waiting for every status to settle",
         replay_start.elapsed().as_secs_f64()
-    );
+    )?;
     let deadline = Instant::now() + Duration::from_secs(a.settle_timeout);
     while settled.load(Ordering::Relaxed) < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    progress(&recorder, replay_start.elapsed(), total);
+    progress(&recorder, replay_start.elapsed(), total)?;
 
     // Let the last delivery acknowledgements land, then compare every
     // device's storage with the server's.
@@ -276,7 +324,9 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     drop(clients);
-    srv.stop().await?;
+    if let Some(srv) = server.take() {
+        srv.stop().await?;
+    }
     let store = chatsync_server::open_store(&root.join("server"))?;
     let conv_ids: Vec<ConversationId> = convs.iter().map(|(c, _)| *c).collect();
     let outcome = report::check(
@@ -286,11 +336,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         &member_views,
         &recorder.snapshot(),
     )?;
-    report::print(&outcome, started.elapsed());
-    if a.keep {
-        let kept = tmp.keep();
-        println!("data kept in {}", kept.display());
-    }
+    report::print(&outcome, started.elapsed())?;
     Ok(if outcome.violations() == 0 {
         ExitCode::SUCCESS
     } else {
@@ -330,7 +376,7 @@ async fn wait_known(client: &Client, conv: ConversationId) -> anyhow::Result<()>
     }
 }
 
-fn progress(rec: &Recorder, elapsed: Duration, total: usize) {
+fn progress(rec: &Recorder, elapsed: Duration, total: usize) -> anyhow::Result<()> {
     let traces = rec.snapshot();
     let mut counts = [0usize; 4];
     for t in traces.values() {
@@ -342,7 +388,7 @@ fn progress(rec: &Recorder, elapsed: Duration, total: usize) {
         };
         counts[i] += 1;
     }
-    println!(
+    outln!(
         "[{:>5.1}s] sent {:>4}/{total}   {} {:>4}   {} {:>4}   {} {:>4}   {} {}",
         elapsed.as_secs_f64(),
         traces.len(),
@@ -354,5 +400,5 @@ fn progress(rec: &Recorder, elapsed: Duration, total: usize) {
         counts[2],
         glyph(Status::Failed),
         counts[3],
-    );
+    )
 }

@@ -1,7 +1,7 @@
 //! Checking the invariants after a replay, and printing the report.
 
 use super::Sent;
-use crate::output::glyph;
+use crate::output::{glyph, outln};
 use crate::trace::Trace;
 use crate::verify;
 use chatsync_client::{Item, Status};
@@ -80,32 +80,36 @@ pub fn trace_line(t: &Trace) -> String {
 }
 
 /// Prints the report.
-pub fn print(outcome: &Outcome, wall: Duration) {
+pub fn print(outcome: &Outcome, wall: Duration) -> anyhow::Result<()> {
     let o = &outcome.checks;
-    println!();
-    println!("== report ({:.1}s) ==", wall.as_secs_f64());
-    println!("messages sent            {}", o.sent);
-    println!("stored on the server     {}", o.on_server);
+    outln!()?;
+    outln!("== report ({:.1}s) ==", wall.as_secs_f64())?;
+    outln!("messages sent            {}", o.sent)?;
+    outln!("stored on the server     {}", o.on_server)?;
     for (member, (got, expected)) in &o.delivered {
-        println!("delivered to {member:<12} {got}/{expected}");
+        outln!("delivered to {member:<12} {got}/{expected}")?;
     }
-    let list = |name: &str, v: &[String]| {
-        println!("{name:<25}{}", v.len());
+    let list = |name: &str, v: &[String]| -> anyhow::Result<()> {
+        outln!("{name:<25}{}", v.len())?;
         for line in v.iter().take(10) {
-            println!("    {line}");
+            outln!("    {line}")?;
         }
+        Ok(())
     };
-    list("lost", &o.lost);
-    list("duplicates", &o.duplicates);
-    list("order violations", &o.order);
-    list("stuck (not Success)", &o.stuck);
-    list("failed", &o.failed);
-    list("status moved back", &o.backwards);
-    println!();
-    println!(
+    list("lost", &o.lost)?;
+    list("duplicates", &o.duplicates)?;
+    list("order violations", &o.order)?;
+    list("stuck (not Success)", &o.stuck)?;
+    list("failed", &o.failed)?;
+    list("status moved back", &o.backwards)?;
+    outln!()?;
+    outln!(
         "{:<25}{:>10}{:>10}{:>10}",
-        "latency from send()", "p50", "p99", "max"
-    );
+        "latency from send()",
+        "p50",
+        "p99",
+        "max"
+    )?;
     for (name, h) in &outcome.latency {
         let f = |us: u64| {
             if us >= 10_000 {
@@ -114,18 +118,18 @@ pub fn print(outcome: &Outcome, wall: Duration) {
                 format!("{:.2}ms", us as f64 / 1e3)
             }
         };
-        println!(
+        outln!(
             "{name:<25}{:>10}{:>10}{:>10}",
             f(h.value_at_quantile(0.5)),
             f(h.value_at_quantile(0.99)),
             f(h.max())
-        );
+        )?;
     }
-    println!("(the p99 and max include the dropped connections and the server restart)");
-    println!();
+    outln!("(the p99 and max include the dropped connections and the server restart)")?;
+    outln!()?;
     if outcome.violations() == 0 {
-        println!("all invariants held ✓");
+        outln!("all invariants held ✓")
     } else {
-        println!("{} INVARIANT VIOLATIONS ✗", outcome.violations());
+        outln!("{} INVARIANT VIOLATIONS ✗", outcome.violations())
     }
 }
