@@ -298,6 +298,13 @@ fn options_of_every_selected_suite_are_checked_before_any_runs() {
         (&["--suite", "floors,syncer", "--rate", "NaN"], "--rate"),
         // A negative number is a value to check, not an unknown flag.
         (&["--suite", "floors,syncer", "--rate", "-1"], "--rate"),
+        // Would panic in Duration::from_secs_f64 (one message per 1e300 s).
+        (&["--suite", "floors,syncer", "--rate", "1e-300"], "--rate"),
+        // Would panic in the window's semaphore.
+        (
+            &["--suite", "floors", "--window", "18446744073709551615"],
+            "--window",
+        ),
         (
             &["--suite", "floors", "--echo-messages", "0"],
             "--echo-messages",
@@ -532,17 +539,20 @@ fn has_clients(dir: &std::path::Path) -> bool {
         .any(|run| run.path().join("clients").is_dir())
 }
 
-/// Ctrl-C in the middle of a run: exit 130, and a `--json` file the run
-/// created is not left behind empty; one that was there keeps its figures.
+/// Ctrl-C (or SIGTERM) in the middle of a run: exit 130 (143), and a
+/// `--json` file the run created is not left behind empty; one that was
+/// there keeps its figures.
 #[test]
 fn an_interrupted_run_leaves_no_empty_json_file() {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("old.json");
     std::fs::write(&old, "{\"earlier\": 1}").unwrap();
-    for (json, before) in [
-        (dir.path().join("new.json"), None),
-        (old, Some("{\"earlier\": 1}")),
-    ] {
+    let runs = [
+        (dir.path().join("new.json"), None, "-INT", 130),
+        (old, Some("{\"earlier\": 1}"), "-INT", 130),
+        (dir.path().join("term.json"), None, "-TERM", 143),
+    ];
+    for (json, before, signal, code) in runs {
         let mut child = command(&["--suite", "floors", "--echo-messages", "10000000"])
             .arg("--json")
             .arg(&json)
@@ -557,14 +567,14 @@ fn an_interrupted_run_leaves_no_empty_json_file() {
         // The file is opened before the first line is printed.
         assert!(json.exists(), "the JSON file is not opened up front");
         let sent = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status()
             .unwrap();
         assert!(sent.success());
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(130), "stderr:\n{stderr}");
-        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert_eq!(out.status.code(), Some(code), "stderr:\n{stderr}");
+        assert!(stderr.contains("removing"), "{stderr}");
         match before {
             None => assert!(!json.exists(), "an empty {} was left", json.display()),
             Some(text) => assert_eq!(std::fs::read_to_string(&json).unwrap(), text),

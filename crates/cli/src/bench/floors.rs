@@ -282,9 +282,7 @@ async fn sqlite_floor(ctx: &Ctx) -> anyhow::Result<SqliteFloor> {
     let commits = ctx.args.sqlite_commits.max(10);
     let batches = ctx.args.sqlite_batches.max(2);
     let batch = ctx.args.sqlite_batch;
-    let bodies: Vec<String> = (0..batch.max(commits))
-        .map(|i| ctx.body(i).to_string())
-        .collect();
+    let bodies = ctx.bodies();
     let bar = ctx.bar((commits + batches) as u64, "floor: SQLite fsync");
     let p = path.clone();
     let b = bar.clone();
@@ -298,7 +296,7 @@ async fn sqlite_floor(ctx: &Ctx) -> anyhow::Result<SqliteFloor> {
             )?;
             let mut single = LatHist::new();
             let start = Instant::now();
-            for body in bodies.iter().take(commits) {
+            for body in bodies.iter().cycle().take(commits) {
                 let t0 = Instant::now();
                 conn.execute("INSERT INTO log (body) VALUES (?1)", [body])?;
                 single.record(t0.elapsed());
@@ -313,7 +311,7 @@ async fn sqlite_floor(ctx: &Ctx) -> anyhow::Result<SqliteFloor> {
                 let tx = conn.transaction()?;
                 {
                     let mut st = tx.prepare_cached("INSERT INTO log (body) VALUES (?1)")?;
-                    for body in bodies.iter().take(batch) {
+                    for body in bodies.iter().cycle().take(batch) {
                         st.execute([body])?;
                     }
                 }

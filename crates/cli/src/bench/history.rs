@@ -53,6 +53,8 @@ use chatsync_server::ServerStore;
 use indicatif::ProgressBar;
 use serde::Serialize;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Appends per transaction while filling the server store.
@@ -202,7 +204,11 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let path = full_dir.clone();
     let b2 = bar.clone();
-    tokio::task::spawn_blocking(move || fill_server(&path, &plan, &b2))
+    // An interrupted run drops this future: the guard then stops the fill
+    // at its next batch, rather than letting it write on for minutes.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _stop_fill = CancelOnDrop(cancel.clone());
+    tokio::task::spawn_blocking(move || fill_server(&path, &plan, &b2, &cancel))
         .await
         .context("the fill task failed")??;
     let fill_secs = t0.elapsed().as_secs_f64();
@@ -513,11 +519,18 @@ impl FillPlan {
 }
 
 /// Writes the plan into the server store in `dir` (the server stopped).
-fn fill_server(dir: &Path, plan: &FillPlan, bar: &ProgressBar) -> anyhow::Result<()> {
+/// Fills the server store; stops early (with an error) once `cancel` is set.
+fn fill_server(
+    dir: &Path,
+    plan: &FillPlan,
+    bar: &ProgressBar,
+    cancel: &AtomicBool,
+) -> anyhow::Result<()> {
     let store = chatsync_server::open_store(dir)
         .with_context(|| format!("cannot open the server store in {}", dir.display()))?;
     let mut i = 0;
     while i < plan.total {
+        anyhow::ensure!(!cancel.load(Ordering::Relaxed), "the fill was cancelled");
         let end = (i + FILL_BATCH as u64).min(plan.total);
         let ops: Vec<WriteOp> = (i..end).map(|k| plan.op(k)).collect();
         let outcomes = store.apply_batch(&ops).context("fill batch")?;
@@ -531,6 +544,15 @@ fn fill_server(dir: &Path, plan: &FillPlan, bar: &ProgressBar) -> anyhow::Result
         i = end;
     }
     Ok(())
+}
+
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Waits until the client's cursor in `conv` reaches `n`.

@@ -42,6 +42,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// A part of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -202,11 +203,17 @@ pub struct Ctx {
     pub args: Args,
     /// Temporary directory of the run (server data, client storage).
     pub tmp: PathBuf,
-    bodies: Vec<String>,
+    bodies: Arc<[String]>,
     progress: MultiProgress,
 }
 
 impl Ctx {
+    /// The message bodies of the corpus excerpt, shared (for tasks that
+    /// outlive a borrow of the context): body `i` is `[i % len]`.
+    pub fn bodies(&self) -> Arc<[String]> {
+        self.bodies.clone()
+    }
+
     /// The `i`-th message body, from the chitchat corpus excerpt.
     pub fn body(&self, i: usize) -> &str {
         &self.bodies[i % self.bodies.len()]
@@ -249,8 +256,15 @@ impl Args {
         use anyhow::ensure;
         fn rate(flag: &str, v: f64) -> anyhow::Result<()> {
             ensure!(
-                v.is_finite() && v > 0.0,
-                "{flag} must be a positive number of messages per second, not {v}"
+                (MIN_RATE..=MAX_RATE).contains(&v),
+                "{flag} must be between {MIN_RATE} and {MAX_RATE} messages per second, not {v}"
+            );
+            Ok(())
+        }
+        fn window(flag: &str, v: usize) -> anyhow::Result<()> {
+            ensure!(
+                (1..=MAX_WINDOW).contains(&v),
+                "{flag} must be between 1 and {MAX_WINDOW} messages in flight, not {v}"
             );
             Ok(())
         }
@@ -285,7 +299,7 @@ impl Args {
             .chain(&max_rate)
             .any(|s| self.wants(*s))
         {
-            at_least("--window", self.window, 1)?;
+            window("--window", self.window)?;
         }
         if self.wants(Suite::Floors) {
             at_least("--sqlite-batch", self.sqlite_batch, 1)?;
@@ -296,7 +310,7 @@ impl Args {
         if self.wants(Suite::Synapse) {
             rate("--synapse-rate", self.synapse_rate)?;
             at_least("--synapse-messages", self.synapse_messages, 1)?;
-            at_least("--synapse-window", self.synapse_window, 1)?;
+            window("--synapse-window", self.synapse_window)?;
         }
         if self.wants(Suite::Fanout) {
             ensure!(
@@ -366,10 +380,16 @@ impl JsonOut {
     }
 
     fn write(&mut self, text: &str) -> anyhow::Result<()> {
-        self.file
-            .set_len(0)
-            .and_then(|()| self.file.write_all(text.as_bytes()))
-            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        // A regular file loses its old figures; a device (`/dev/stdout`)
+        // cannot be truncated and is just written.
+        let regular = self.file.metadata().is_ok_and(|m| m.is_file());
+        (if regular {
+            self.file.set_len(0)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| self.file.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", self.path.display()))?;
         self.written = true;
         Ok(())
     }
@@ -383,6 +403,13 @@ impl Drop for JsonOut {
     }
 }
 
+/// Slowest open-loop rate accepted (one message every 100 s).
+const MIN_RATE: f64 = 0.01;
+/// Fastest open-loop rate accepted.
+const MAX_RATE: f64 = 10_000_000.0;
+/// Most messages in flight on one connection at max rate.
+const MAX_WINDOW: usize = 65_536;
+
 /// Runs the selected suites.
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     a.validate()?;
@@ -391,13 +418,14 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut json = a.json.as_deref().map(JsonOut::open).transpose()?;
     // Listening from now on: a Ctrl-C that comes while a suite is busy is
     // kept and acted on at its next step, never lost to the default action.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot listen for Ctrl-C")?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let tmp = tempfile::Builder::new()
         .prefix("chatsync-bench-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    let bodies: Vec<String> = crate::demo::transcript::load(None, None)?
+    let bodies: Arc<[String]> = crate::demo::transcript::load(None, None)?
         .into_iter()
         .flat_map(|s| s.lines.into_iter().map(|l| l.text))
         .filter(|t| !t.is_empty())
@@ -471,6 +499,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         _ = interrupt.recv() => {
             eprintln!("bench: interrupted; removing {}", tmp.path().display());
             return Ok(ExitCode::from(130));
+        }
+        _ = terminate.recv() => {
+            eprintln!("bench: terminated; removing {}", tmp.path().display());
+            return Ok(ExitCode::from(143));
         }
     }
 

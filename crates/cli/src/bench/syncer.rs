@@ -140,16 +140,15 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for (i, (client, conv)) in senders.iter().cloned().enumerate() {
         let rec = recorder.clone();
-        let bodies: Vec<String> = (0..per_sender)
-            .map(|k| ctx.body(i * per_sender + k).to_string())
-            .collect();
+        let bodies = ctx.bodies();
         let offset = interval.mul_f64(i as f64 / a.senders as f64);
         let count = per_sender.min(a.messages.saturating_sub(i * per_sender));
         tasks.push(tokio::spawn(async move {
             let mut max_lag = Duration::ZERO;
             let mut errors = 0usize;
             let mut first = None;
-            for (k, body) in bodies.into_iter().take(count).enumerate() {
+            for k in 0..count {
+                let body = bodies[(i * per_sender + k) % bodies.len()].clone();
                 let due = start + offset + interval.mul_f64(k as f64);
                 tokio::time::sleep_until(due.into()).await;
                 let t0 = Instant::now();
