@@ -581,3 +581,45 @@ fn an_interrupted_run_leaves_no_empty_json_file() {
         }
     }
 }
+
+/// A refused `--stages` run leaves no stamps file behind.
+#[test]
+fn a_refused_stages_run_leaves_no_stamps_file() {
+    let child = command(&["--stages", "--suite", "floors"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stamps = std::env::temp_dir().join(format!("chatsync-stages-{}.log", child.id()));
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(!stamps.exists(), "{} was left behind", stamps.display());
+}
+
+/// `--json /dev/stdout`-like targets: a device cannot be truncated, and is
+/// written all the same (not an error after the whole run).
+#[test]
+fn json_can_go_to_a_device() {
+    let out = command(&[
+        "--suite",
+        "floors",
+        "--echo-messages",
+        "100",
+        "--sqlite-commits",
+        "10",
+        "--sqlite-batches",
+        "2",
+        "--sqlite-batch",
+        "5",
+        "--json",
+        "/dev/null",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("figures written to /dev/null"),
+        "{stderr}"
+    );
+}

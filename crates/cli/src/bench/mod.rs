@@ -197,6 +197,15 @@ pub fn stage_file() -> PathBuf {
     std::env::temp_dir().join(format!("chatsync-stages-{}.log", std::process::id()))
 }
 
+/// Removes a file when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// What every suite gets.
 pub struct Ctx {
     /// The arguments.
@@ -412,6 +421,9 @@ const MAX_WINDOW: usize = 65_536;
 
 /// Runs the selected suites.
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
+    // The stamps file exists from the start (see `main`); it goes however
+    // the run ends, refused or interrupted included.
+    let _stamps = a.stages.then(|| RemoveOnDrop(stage_file()));
     a.validate()?;
     // Opened (not truncated) now, so that an unwritable path fails before
     // minutes of measuring rather than after; written at the end.
