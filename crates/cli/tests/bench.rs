@@ -412,7 +412,7 @@ fn a_single_suite_prints_only_what_it_measured() {
         "a not-measured goal was printed:\n{printed}"
     );
     let line = format!(
-        "({unmeasured} more goals not measured by these suites; --suite all measures every one)"
+        "({unmeasured} more goals not measured: not among these suites, or run below the goal's sizes; --suite all with its defaults measures every one)"
     );
     assert!(printed.contains(&line), "no {line:?} in:\n{printed}");
     // The JSON keeps every goal, measured or not.

@@ -83,9 +83,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     ]);
     r.print()?;
     outln!(
-        "(echo frames average {:.0} bytes; SQLite file {})",
+        "(echo frames average {:.0} bytes; the first 5% of round trips warm up and are not counted; \
+         SQLite file on the same disk as the run's temporary directory)",
         ws.mean_frame_bytes,
-        sqlite.path
     )?;
 
     report.key.ws_rtt_p50_us = Some(ws.round_trip.p50_us);

@@ -376,7 +376,7 @@ impl Report {
             let hint = if every_suite {
                 "not measured in this run: their suites were skipped, failed or ran below the goal's sizes"
             } else {
-                "not measured by these suites; --suite all measures every one"
+                "not measured: not among these suites, or run below the goal's sizes; --suite all with its defaults measures every one"
             };
             outln!("({left_out}{more} {goals} {hint})")?;
         }
