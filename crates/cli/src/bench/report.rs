@@ -315,7 +315,7 @@ impl Report {
                 k.chatsync_max_per_s,
             ),
             (
-                "floor: WS round trip + one fsync",
+                "floor: one WS round trip + one fsync",
                 floor_p50,
                 None,
                 k.sqlite_rows_per_s,
