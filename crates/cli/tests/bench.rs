@@ -623,3 +623,44 @@ fn json_can_go_to_a_device() {
         "{stderr}"
     );
 }
+
+/// Ctrl-C while the SQLite floor commits: the run ends (its blocking loop
+/// is stopped), rather than fsyncing on into a removed directory.
+#[test]
+fn an_interrupted_sqlite_floor_stops() {
+    let mut child = command(&[
+        "--suite",
+        "floors",
+        "--echo-messages",
+        "10",
+        "--sqlite-commits",
+        "1000000000",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+    // Past the echo floor (10 messages), into the commits.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // A liveness bound, not a timing claim: before the fix it never ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(130));
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run did not end within 60 s of Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

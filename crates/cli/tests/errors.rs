@@ -300,3 +300,58 @@ fn demo_into_a_closed_pipe_ends_quietly() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// Values the demo cannot run with are refused in one line.
+#[test]
+fn demo_refuses_what_it_cannot_run() {
+    for (args, needle) in [
+        (["demo", "--speed", "0"], "--speed"),
+        (["demo", "--speed", "NaN"], "--speed"),
+        (["demo", "--conversations", "0"], "--conversations"),
+        (
+            ["demo", "--settle-timeout", "18446744073709551615"],
+            "--settle-timeout",
+        ),
+    ] {
+        let out = run(&args);
+        assert_one_line_error(&format!("{args:?}"), &out, &[needle]);
+    }
+}
+
+/// Ctrl-C or SIGTERM in the middle of the demo: it stops its server,
+/// removes its data and exits 130 or 143.
+#[test]
+fn an_interrupted_demo_removes_its_data() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(BIN)
+            .args(["demo", "--quiet"])
+            .env("TMPDIR", tmp.path())
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the replay runs: the first progress line.
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let started = lines
+            .by_ref()
+            .map(Result::unwrap)
+            .find(|l| l.contains("sent"));
+        assert!(started.is_some(), "the demo never started its replay");
+        let sent = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let rest: Vec<String> = lines.map(Result::unwrap).collect();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{rest:?}\n{stderr}");
+        assert!(stderr.contains("removing"), "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(left.is_empty(), "{signal}: left behind: {left:?}");
+    }
+}

@@ -11,12 +11,13 @@
 use super::lite;
 use super::report::{per_sec, Report, Table};
 use super::stats::{rate, Lat, LatHist};
-use super::Ctx;
+use super::{CancelOnDrop, Ctx};
 use crate::output::outln;
 use anyhow::Context;
 use axum::extract::ws::{Message as AxMessage, WebSocket, WebSocketUpgrade};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
@@ -286,6 +287,12 @@ async fn sqlite_floor(ctx: &Ctx) -> anyhow::Result<SqliteFloor> {
     let bar = ctx.bar((commits + batches) as u64, "floor: SQLite fsync");
     let p = path.clone();
     let b = bar.clone();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _stop = CancelOnDrop(cancel.clone());
+    let go_on = move || -> anyhow::Result<()> {
+        anyhow::ensure!(!cancel.load(Ordering::Relaxed), "the run was cancelled");
+        Ok(())
+    };
     let (single, commits_per_s, batch_hist, rows_per_s) =
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let conn = rusqlite::Connection::open(&p)?;
@@ -297,6 +304,7 @@ async fn sqlite_floor(ctx: &Ctx) -> anyhow::Result<SqliteFloor> {
             let mut single = LatHist::new();
             let start = Instant::now();
             for body in bodies.iter().cycle().take(commits) {
+                go_on()?;
                 let t0 = Instant::now();
                 conn.execute("INSERT INTO log (body) VALUES (?1)", [body])?;
                 single.record(t0.elapsed());
@@ -311,7 +319,10 @@ async fn sqlite_floor(ctx: &Ctx) -> anyhow::Result<SqliteFloor> {
                 let tx = conn.transaction()?;
                 {
                     let mut st = tx.prepare_cached("INSERT INTO log (body) VALUES (?1)")?;
-                    for body in bodies.iter().cycle().take(batch) {
+                    for (k, body) in bodies.iter().cycle().take(batch).enumerate() {
+                        if k % 1024 == 0 {
+                            go_on()?;
+                        }
                         st.execute([body])?;
                     }
                 }

@@ -41,7 +41,7 @@
 use super::report::{per_sec, thousands, Report, Table};
 use super::server::{bench_client, BenchServer, Seeder};
 use super::stats::{rate, Lat, LatHist, ProcFigures, ProcWatch};
-use super::Ctx;
+use super::{CancelOnDrop, Ctx};
 use crate::output::outln;
 use crate::trace::Recorder;
 use anyhow::Context;
@@ -544,15 +544,6 @@ fn fill_server(
         i = end;
     }
     Ok(())
-}
-
-/// Sets its flag when dropped.
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 /// Waits until the client's cursor in `conv` reaches `n`.

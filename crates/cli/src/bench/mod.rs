@@ -198,6 +198,17 @@ pub fn stage_file() -> PathBuf {
     std::env::temp_dir().join(format!("chatsync-stages-{}.log", std::process::id()))
 }
 
+/// Sets its flag when dropped: a suite's blocking loop checks the flag, so
+/// that an interrupted run (which drops the suite's future) stops it
+/// rather than letting it write on into a removed directory.
+pub struct CancelOnDrop(pub Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Removes a file when dropped.
 struct RemoveOnDrop(PathBuf);
 

@@ -52,20 +52,52 @@ pub struct Args {
 pub use crate::verify::Sent;
 
 const PASSWORD: &str = "demo-password";
+/// Longest `--settle-timeout` accepted (a day).
+const MAX_SETTLE_SECS: u64 = 86_400;
 
 /// Runs the demo.
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        a.speed.is_finite() && a.speed >= 0.01,
+        "--speed must be a number of at least 0.01, not {}",
+        a.speed
+    );
+    anyhow::ensure!(
+        a.conversations != Some(0),
+        "--conversations must be at least 1"
+    );
+    anyhow::ensure!(
+        a.settle_timeout <= MAX_SETTLE_SECS,
+        "--settle-timeout must be at most {MAX_SETTLE_SECS} seconds, not {}",
+        a.settle_timeout
+    );
     let scripts = transcript::load(a.transcript.as_deref(), a.conversations)?;
     let tmp = tempfile::Builder::new()
         .prefix("chatsync-demo-")
-        .tempdir()?;
+        .tempdir()
+        .context("cannot create a temporary directory (set TMPDIR to a writable one)")?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     // The server lives out here, so that it is stopped (and done with its
-    // files) however the replay ends.
+    // files) however the replay ends, a Ctrl-C included.
     let mut server = None;
-    let result = replay(&a, scripts, tmp.path(), &mut server).await;
+    let stopped_by = tokio::select! {
+        result = replay(&a, scripts, tmp.path(), &mut server) => Ok(result),
+        _ = interrupt.recv() => Err(("interrupted", 130)),
+        _ = terminate.recv() => Err(("terminated", 143)),
+    };
     if let Some(srv) = server.take() {
         let _ = srv.stop().await;
     }
+    let result = match stopped_by {
+        Ok(result) => result,
+        Err((how, code)) => {
+            eprintln!("demo: {how}; removing {}", tmp.path().display());
+            remove_when_quiet(tmp).await;
+            return Ok(ExitCode::from(code));
+        }
+    };
     match result {
         Ok(code) => {
             if a.keep {
