@@ -8,6 +8,7 @@ mod demo;
 mod output;
 mod server_process;
 mod stages;
+mod stop_signals;
 mod trace;
 mod verify;
 

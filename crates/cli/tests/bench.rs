@@ -539,7 +539,7 @@ fn has_clients(dir: &std::path::Path) -> bool {
         .any(|run| run.path().join("clients").is_dir())
 }
 
-/// Ctrl-C (or SIGTERM) in the middle of a run: exit 130 (143), and a
+/// Ctrl-C (or SIGTERM, SIGHUP) in the middle of a run: exit 130 (143, 129), and a
 /// `--json` file the run created is not left behind empty; one that was
 /// there keeps its figures.
 #[test]
@@ -551,6 +551,7 @@ fn an_interrupted_run_leaves_no_empty_json_file() {
         (dir.path().join("new.json"), None, "-INT", 130),
         (old, Some("{\"earlier\": 1}"), "-INT", 130),
         (dir.path().join("term.json"), None, "-TERM", 143),
+        (dir.path().join("hup.json"), None, "-HUP", 129),
     ];
     for (json, before, signal, code) in runs {
         let mut child = command(&["--suite", "floors", "--echo-messages", "10000000"])

@@ -318,11 +318,11 @@ fn demo_refuses_what_it_cannot_run() {
     }
 }
 
-/// Ctrl-C or SIGTERM in the middle of the demo: it stops its server,
-/// removes its data and exits 130 or 143.
+/// Ctrl-C, SIGTERM or SIGHUP in the middle of the demo: it stops its
+/// server, removes its data and exits 130, 143 or 129.
 #[test]
 fn an_interrupted_demo_removes_its_data() {
-    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143), ("-HUP", 129)] {
         let tmp = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new(BIN)
             .args(["demo", "--quiet"])

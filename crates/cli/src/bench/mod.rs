@@ -442,9 +442,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut json = a.json.as_deref().map(JsonOut::open).transpose()?;
     // Listening from now on: a Ctrl-C that comes while a suite is busy is
     // kept and acted on at its next step, never lost to the default action.
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut stop = crate::stop_signals::StopSignals::listen()?;
     let tmp = tempfile::Builder::new()
         .prefix("chatsync-bench-")
         .tempdir()
@@ -520,13 +518,9 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     tokio::select! {
         done = suites => done?,
-        _ = interrupt.recv() => {
-            eprintln!("bench: interrupted; removing {}", tmp.path().display());
-            return Ok(ExitCode::from(130));
-        }
-        _ = terminate.recv() => {
-            eprintln!("bench: terminated; removing {}", tmp.path().display());
-            return Ok(ExitCode::from(143));
+        (how, code) = stop.recv() => {
+            eprintln!("bench: {how}; removing {}", tmp.path().display());
+            return Ok(ExitCode::from(code));
         }
     }
 

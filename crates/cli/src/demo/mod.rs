@@ -76,16 +76,13 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         .prefix("chatsync-demo-")
         .tempdir()
         .context("cannot create a temporary directory (set TMPDIR to a writable one)")?;
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut stop = crate::stop_signals::StopSignals::listen()?;
     // The server lives out here, so that it is stopped (and done with its
     // files) however the replay ends, a Ctrl-C included.
     let mut server = None;
     let stopped_by = tokio::select! {
         result = replay(&a, scripts, tmp.path(), &mut server) => Ok(result),
-        _ = interrupt.recv() => Err(("interrupted", 130)),
-        _ = terminate.recv() => Err(("terminated", 143)),
+        stopped = stop.recv() => Err(stopped),
     };
     if let Some(srv) = server.take() {
         let _ = srv.stop().await;
