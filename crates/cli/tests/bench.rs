@@ -3,8 +3,11 @@
 //! (positive), never how fast anything is: timings depend on the machine.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod support;
+
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use support::{first_line, send_signal};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatsync");
 
@@ -20,6 +23,19 @@ fn command(args: &[&str]) -> Command {
         .env("CHATSYNC_BENCH_SYNAPSE_URL", "http://127.0.0.1:1")
         .stdin(Stdio::null());
     c
+}
+
+/// Starts `chatsync bench` with piped output and returns it once it has
+/// printed its first line (the machine); the rest of stdout is not read.
+fn start(c: &mut Command) -> Child {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = first_line(&mut child);
+    assert!(first.starts_with("chatsync bench on"), "{first:?}");
+    child
 }
 
 /// Runs `chatsync bench ARGS --json FILE`; returns the parsed JSON and
@@ -349,7 +365,8 @@ fn options_of_every_selected_suite_are_checked_before_any_runs() {
 
 #[test]
 fn a_closed_stdout_ends_the_bench_quietly() {
-    let mut child = command(&[
+    // Read the first line (the machine), then go away like `head -1`.
+    let child = start(&mut command(&[
         "--suite",
         "floors",
         "--echo-messages",
@@ -360,16 +377,7 @@ fn a_closed_stdout_ends_the_bench_quietly() {
         "2",
         "--sqlite-batch",
         "5",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    // Read the first line (the machine), then go away like `head -1`.
-    let stdout = child.stdout.take().unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
-    assert!(first.starts_with("chatsync bench on"), "{first:?}");
+    ]));
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -519,11 +527,7 @@ fn an_interrupted_run_removes_its_temporary_directory() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(child.id(), "-INT");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
@@ -554,24 +558,14 @@ fn an_interrupted_run_leaves_no_empty_json_file() {
         (dir.path().join("hup.json"), None, "-HUP", 129),
     ];
     for (json, before, signal, code) in runs {
-        let mut child = command(&["--suite", "floors", "--echo-messages", "10000000"])
-            .arg("--json")
-            .arg(&json)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut first = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
-        assert!(first.starts_with("chatsync bench on"), "{first:?}");
+        let child = start(
+            command(&["--suite", "floors", "--echo-messages", "10000000"])
+                .arg("--json")
+                .arg(&json),
+        );
         // The file is opened before the first line is printed.
         assert!(json.exists(), "the JSON file is not opened up front");
-        let sent = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        send_signal(child.id(), signal);
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "stderr:\n{stderr}");
@@ -629,28 +623,17 @@ fn json_can_go_to_a_device() {
 /// is stopped), rather than fsyncing on into a removed directory.
 #[test]
 fn an_interrupted_sqlite_floor_stops() {
-    let mut child = command(&[
+    let mut child = start(&mut command(&[
         "--suite",
         "floors",
         "--echo-messages",
         "10",
         "--sqlite-commits",
         "1000000000",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+    ]));
     // Past the echo floor (10 messages), into the commits.
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    send_signal(child.id(), "-INT");
     // A liveness bound, not a timing claim: before the fix it never ended.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

@@ -275,23 +275,28 @@ fn send_timing_out_says_where_each_message_is() {
     );
 }
 
-/// `chatsync demo | head -2`: the demo stops when nobody reads its output,
-/// with the exit code of a closed pipe, no panic, and no data left behind.
-#[test]
-fn demo_into_a_closed_pipe_ends_quietly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(BIN)
+/// Starts `chatsync demo ARGS` with its data under `tmp` and its output
+/// piped.
+fn start_demo(tmp: &std::path::Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(BIN)
         .arg("demo")
-        .env("TMPDIR", tmp.path())
+        .args(args)
+        .env("TMPDIR", tmp)
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+        .unwrap()
+}
+
+/// `chatsync demo | head -2`: the demo stops when nobody reads its output,
+/// with the exit code of a closed pipe, no panic, and no data left behind.
+#[test]
+fn demo_into_a_closed_pipe_ends_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = start_demo(tmp.path(), &[]);
+    let first = first_line(&mut child);
     assert!(first.starts_with("chatsync demo:"), "{first:?}");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -324,15 +329,7 @@ fn demo_refuses_what_it_cannot_run() {
 fn an_interrupted_demo_removes_its_data() {
     for (signal, code) in [("-INT", 130), ("-TERM", 143), ("-HUP", 129)] {
         let tmp = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new(BIN)
-            .args(["demo", "--quiet"])
-            .env("TMPDIR", tmp.path())
-            .env_remove("RUST_LOG")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = start_demo(tmp.path(), &["--quiet"]);
         // Wait until the replay runs: the first progress line.
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
@@ -341,11 +338,7 @@ fn an_interrupted_demo_removes_its_data() {
             .map(Result::unwrap)
             .find(|l| l.contains("sent"));
         assert!(started.is_some(), "the demo never started its replay");
-        let sent = std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        send_signal(child.id(), signal);
         let rest: Vec<String> = lines.map(Result::unwrap).collect();
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -17,7 +17,6 @@ use anyhow::Context;
 use axum::extract::ws::{Message as AxMessage, WebSocket, WebSocketUpgrade};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
@@ -287,12 +286,7 @@ async fn sqlite_floor(ctx: &Ctx) -> anyhow::Result<SqliteFloor> {
     let bar = ctx.bar((commits + batches) as u64, "floor: SQLite fsync");
     let p = path.clone();
     let b = bar.clone();
-    let cancel = Arc::new(AtomicBool::new(false));
-    let _stop = CancelOnDrop(cancel.clone());
-    let go_on = move || -> anyhow::Result<()> {
-        anyhow::ensure!(!cancel.load(Ordering::Relaxed), "the run was cancelled");
-        Ok(())
-    };
+    let (_stop, cancelled) = CancelOnDrop::new();
     let (single, commits_per_s, batch_hist, rows_per_s) =
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let conn = rusqlite::Connection::open(&p)?;
@@ -304,7 +298,7 @@ async fn sqlite_floor(ctx: &Ctx) -> anyhow::Result<SqliteFloor> {
             let mut single = LatHist::new();
             let start = Instant::now();
             for body in bodies.iter().cycle().take(commits) {
-                go_on()?;
+                cancelled.check()?;
                 let t0 = Instant::now();
                 conn.execute("INSERT INTO log (body) VALUES (?1)", [body])?;
                 single.record(t0.elapsed());
@@ -321,7 +315,7 @@ async fn sqlite_floor(ctx: &Ctx) -> anyhow::Result<SqliteFloor> {
                     let mut st = tx.prepare_cached("INSERT INTO log (body) VALUES (?1)")?;
                     for (k, body) in bodies.iter().cycle().take(batch).enumerate() {
                         if k % 1024 == 0 {
-                            go_on()?;
+                            cancelled.check()?;
                         }
                         st.execute([body])?;
                     }

@@ -41,7 +41,7 @@
 use super::report::{per_sec, thousands, Report, Table};
 use super::server::{bench_client, BenchServer, Seeder};
 use super::stats::{rate, Lat, LatHist, ProcFigures, ProcWatch};
-use super::{CancelOnDrop, Ctx};
+use super::{CancelOnDrop, Cancelled, Ctx};
 use crate::output::outln;
 use crate::trace::Recorder;
 use anyhow::Context;
@@ -53,7 +53,6 @@ use chatsync_server::ServerStore;
 use indicatif::ProgressBar;
 use serde::Serialize;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,7 +145,6 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         ..Config::default()
     };
     let pid = std::process::id();
-    let config_again = config.clone();
 
     // Both server stores get the other member of the measured conversation;
     // the full one also the members of the other conversations.
@@ -206,9 +204,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let b2 = bar.clone();
     // An interrupted run drops this future: the guard then stops the fill
     // at its next batch, rather than letting it write on for minutes.
-    let cancel = Arc::new(AtomicBool::new(false));
-    let _stop_fill = CancelOnDrop(cancel.clone());
-    tokio::task::spawn_blocking(move || fill_server(&path, &plan, &b2, &cancel))
+    let (_stop_fill, cancelled) = CancelOnDrop::new();
+    tokio::task::spawn_blocking(move || fill_server(&path, &plan, &b2, &cancelled))
         .await
         .context("the fill task failed")??;
     let fill_secs = t0.elapsed().as_secs_f64();
@@ -268,8 +265,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let plan = MeasurePlan {
         sides: [(data("empty"), empty_conv), (data("full"), full_conv)],
-        config: config_again,
-        bodies: (0..1000).map(|i| ctx.body(i).to_string()).collect(),
+        config,
+        bodies: ctx.bodies(),
         messages,
         pages,
         rate: a.history_rate,
@@ -392,7 +389,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 struct MeasurePlan {
     sides: [(std::path::PathBuf, ConversationId); 2],
     config: Config,
-    bodies: Vec<String>,
+    bodies: Arc<[String]>,
     messages: usize,
     pages: usize,
     rate: f64,
@@ -518,19 +515,19 @@ impl FillPlan {
     }
 }
 
-/// Writes the plan into the server store in `dir` (the server stopped).
-/// Fills the server store; stops early (with an error) once `cancel` is set.
+/// Writes the plan into the server store in `dir` (the server stopped);
+/// stops early, with an error, once the run is interrupted.
 fn fill_server(
     dir: &Path,
     plan: &FillPlan,
     bar: &ProgressBar,
-    cancel: &AtomicBool,
+    cancelled: &Cancelled,
 ) -> anyhow::Result<()> {
     let store = chatsync_server::open_store(dir)
         .with_context(|| format!("cannot open the server store in {}", dir.display()))?;
     let mut i = 0;
     while i < plan.total {
-        anyhow::ensure!(!cancel.load(Ordering::Relaxed), "the fill was cancelled");
+        cancelled.check()?;
         let end = (i + FILL_BATCH as u64).min(plan.total);
         let ops: Vec<WriteOp> = (i..end).map(|k| plan.op(k)).collect();
         let outcomes = store.apply_batch(&ops).context("fill batch")?;

@@ -198,14 +198,36 @@ pub fn stage_file() -> PathBuf {
     std::env::temp_dir().join(format!("chatsync-stages-{}.log", std::process::id()))
 }
 
-/// Sets its flag when dropped: a suite's blocking loop checks the flag, so
-/// that an interrupted run (which drops the suite's future) stops it
-/// rather than letting it write on into a removed directory.
-pub struct CancelOnDrop(pub Arc<std::sync::atomic::AtomicBool>);
+/// Stops a suite's blocking loop when the suite's future is dropped (an
+/// interrupted run), rather than letting it write on into a removed
+/// directory: the loop holds the [`Cancelled`] half and checks it.
+pub struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+/// The loop's half of a [`CancelOnDrop`].
+pub struct Cancelled(Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelOnDrop {
+    /// A guard for the async side and the flag for the blocking loop.
+    pub fn new() -> (CancelOnDrop, Cancelled) {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (CancelOnDrop(flag.clone()), Cancelled(flag))
+    }
+}
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Cancelled {
+    /// An error once the run was interrupted.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.0.load(std::sync::atomic::Ordering::Relaxed),
+            "the run was interrupted"
+        );
+        Ok(())
     }
 }
 

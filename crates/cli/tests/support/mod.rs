@@ -199,12 +199,7 @@ impl Proc {
 
     /// Sends SIGTERM (without waiting).
     pub fn terminate(&self) {
-        let pid = self.pid().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("cannot run kill(1)");
-        assert!(status.success(), "kill -TERM {pid} failed");
+        send_signal(self.pid(), "-TERM");
     }
 
     /// Waits for the process to exit by itself within `timeout`; panics
@@ -258,6 +253,24 @@ impl Output {
     pub fn code(&self) -> Option<i32> {
         self.status.code()
     }
+}
+
+/// Sends `signal` (as kill(1) spells it, e.g. `-INT`) to process `pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("cannot run kill(1)");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// Takes the child's piped stdout and reads its first line; the rest of
+/// the output goes with the reader (a later write finds the pipe closed).
+pub fn first_line(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    line
 }
 
 /// Runs `chatsync ARGS...` to completion (bounded).
